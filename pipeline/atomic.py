@@ -1,0 +1,46 @@
+"""Write files so that a half-written output can never look finished.
+
+Every writer in plexus writes to a hidden temporary name in the destination folder and renames it into
+place only when the write has completed (``os.replace`` is atomic on one file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+def _suffixes(path: Path) -> str:
+    name = path.name
+    for ext in (".nii.gz", ".seg.nrrd", ".mrk.json", ".schema.csv"):
+        if name.endswith(ext):
+            return ext
+    return path.suffix
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds.
+
+    The temporary name keeps the file's extension (writers such as nibabel choose the format from it)
+    and starts with a dot, so a crash leaves only a hidden ``.name.partial-PID.ext`` behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = _suffixes(path)
+    stem = path.name[: len(path.name) - len(ext)] if ext else path.name
+    tmp = path.with_name(f".{stem}.partial-{os.getpid()}{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

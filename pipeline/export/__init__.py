@@ -1,0 +1,1 @@
+"""Outputs a person looks at: QC pictures, tables and files for 3D Slicer."""

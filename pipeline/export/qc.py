@@ -1,0 +1,132 @@
+"""One QC picture per case that a reviewer can judge in two seconds.
+
+Axial slices at three heights and a sagittal slice through the canal with the plexus outlined, a coronal
+maximum-intensity projection of the plexus (coloured by vein diameter when centrelines are given), and,
+with a calibre table, a per-level chart of the four channels' median diameters. Everything is drawn in
+the RAS frame (the image is reoriented first), so pictures look the same whatever the storage order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..atomic import atomic_path  # noqa: E402
+from ..io import Volume  # noqa: E402
+
+CHANNEL_COLOURS = {"anterior_left": "#d62728", "anterior_right": "#1f77b4", "posterior_left": "#ff7f0e",
+                   "posterior_right": "#2ca02c", "transverse": "#7f7f7f"}
+
+
+def to_ras(vol: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Array and affine of ``vol`` reoriented to RAS storage (exact permutation/flip)."""
+    img = nib.Nifti1Image(np.asarray(vol.array), vol.affine)
+    can = nib.as_closest_canonical(img)
+    return np.asanyarray(can.dataobj), can.affine
+
+
+def _window(modality: str | None, arr: np.ndarray) -> tuple[float, float]:
+    if modality == "CT":
+        return -250.0, 600.0
+    lo, hi = np.percentile(arr[:: 3, :: 3, :: 3], [1, 99.7])
+    return float(lo), float(hi)
+
+
+def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, centerlines: list | None = None,
+               calibre_rows: list[dict] | None = None, title: str = "") -> Path:
+    """Write the QC picture of a case to ``path`` (PNG) and return the path.
+
+    Parameters
+    ----------
+    image : Volume
+        The scan.
+    mask : Volume, optional
+        Plexus mask on the image grid (outlined in red).
+    centerlines : list of dict, optional
+        Branches with ``points`` (RAS mm) and ``diameter`` (mm) for the coloured projection.
+    calibre_rows : list of dict, optional
+        Rows of ``calibre.csv`` for the per-level chart.
+    """
+    arr, aff = to_ras(image)
+    m = to_ras(mask)[0] > 0 if mask is not None else None
+    sp = np.linalg.norm(aff[:3, :3], axis=0)
+    vmin, vmax = _window(image.meta.get("modality"), arr)
+    if m is not None and m.any():
+        idx = np.argwhere(m)
+        cx, cy = (int(round(c)) for c in np.median(idx[:, :2], axis=0))
+        zs = np.linspace(idx[:, 2].min(), idx[:, 2].max(), 5)[1:4].astype(int)
+    else:
+        cx, cy = arr.shape[0] // 2, arr.shape[1] // 2
+        zs = np.linspace(0, arr.shape[2] - 1, 5)[1:4].astype(int)
+    ncol = 5 if calibre_rows else 4
+    fig = plt.figure(figsize=(4.2 * ncol, 8.5), dpi=90)
+    gs = fig.add_gridspec(2, ncol)
+    for i, z in enumerate(zs):
+        ax = fig.add_subplot(gs[0 if i < 2 else 1, i % 2 if i < 2 else 0])
+        ax.imshow(arr[:, :, z].T, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, aspect=sp[1] / sp[0])
+        if m is not None:
+            ax.contour(m[:, :, z].T, [0.5], colors="red", linewidths=0.8)
+        ax.set_title(f"axial z={aff[2, 3] + z * sp[2]:.0f} mm")
+        ax.invert_xaxis()  # radiological convention: patient's right on the left of the picture
+        ax.set_axis_off()
+    ax = fig.add_subplot(gs[1, 1])
+    ax.imshow(arr[cx].T, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, aspect=sp[2] / sp[1])
+    if m is not None:
+        ax.contour(m[cx].T, [0.5], colors="red", linewidths=0.8)
+    ax.set_title("sagittal (anterior right)")
+    ax.set_axis_off()
+    ax = fig.add_subplot(gs[:, 2:4])
+    _coronal(ax, arr, aff, m, centerlines)
+    if calibre_rows:
+        _chart(fig.add_subplot(gs[:, 4]), calibre_rows)
+    fig.suptitle(title or image.path, fontsize=11)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def _coronal(ax, arr, aff, m, centerlines) -> None:
+    sp = np.linalg.norm(aff[:3, :3], axis=0)
+    ext = [aff[0, 3], aff[0, 3] + sp[0] * arr.shape[0], aff[2, 3], aff[2, 3] + sp[2] * arr.shape[2]]
+    if m is not None:
+        ax.imshow(m.max(axis=1).T, origin="lower", cmap="Greys", extent=ext, alpha=0.35)
+    if centerlines:
+        pts = np.concatenate([np.asarray(b["points"]) for b in centerlines if len(b["points"])])
+        dia = np.concatenate([np.asarray(b["diameter"]) for b in centerlines if len(b["points"])])
+        sc = ax.scatter(pts[:, 0], pts[:, 2], c=dia, s=4, cmap="viridis", vmin=0, vmax=max(4.0, np.percentile(dia, 98)))
+        plt.colorbar(sc, ax=ax, fraction=0.04, label="diameter (mm)")
+        title = "coronal MIP, centrelines by diameter"
+    else:
+        title = "coronal MIP of the plexus mask"
+    ax.set_xlim(ext[1], ext[0])
+    ax.set_aspect("equal")
+    ax.set_title(title + " (patient right on the left)")
+    ax.set_xlabel("x (mm, RAS)")
+    ax.set_ylabel("z (mm, RAS)")
+
+
+def _chart(ax, rows: list[dict]) -> None:
+    from ..levels import level_rank
+
+    levels = sorted({r["level"] for r in rows}, key=level_rank)
+    y = {lv: i for i, lv in enumerate(levels)}
+    for ch, col in CHANNEL_COLOURS.items():
+        pts = [(float(r["median_diameter_mm"]), y[r["level"]]) for r in rows if r["channel"] == ch
+               and str(r["median_diameter_mm"]) not in ("", "nan")]
+        if pts:
+            d, yy = zip(*sorted(pts, key=lambda p: p[1]))
+            ax.plot(d, yy, "o-", color=col, label=ch, markersize=4)
+    ax.set_yticks(range(len(levels)), levels)
+    ax.invert_yaxis()
+    ax.set_xlabel("median diameter (mm)")
+    ax.set_title("calibre per level")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")

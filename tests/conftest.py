@@ -1,0 +1,39 @@
+"""Shared fixtures: small phantoms (made once per session) and the team's real data in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_SLICER = ROOT.parent / "shared" / "slicer"
+SAMPLE_DATA = ROOT / "sample_data"
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def shared(rel: str) -> Path:
+    """Path of a file in ../shared/data; skips the test with the reason when it is absent."""
+    p = SHARED_DATA / rel
+    if not p.exists():
+        pytest.skip(f"real data not available: {p} is absent (the team's ../shared/data folder)")
+    return p
+
+
+def shared_slicer(rel: str) -> Path:
+    p = SHARED_SLICER / rel
+    if not p.exists():
+        pytest.skip(f"Slicer reference files not available: {p} is absent (../shared/slicer)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def small_ct_phantom():
+    """A short lumbar CT phantom (L4-S1, 1 mm, RAS) generated once."""
+    from pipeline.synth import PhantomConfig, generate_phantom
+
+    return generate_phantom(PhantomConfig(modality="CT", levels=("L4", "S1"), spacing=(1.0, 1.0, 1.0), seed=101,
+                                          fov_lr=40, fov_back=40, fov_front=45))

@@ -1,0 +1,107 @@
+"""Preprocessing puts images on the model grid; its inverse lands back on the input grid voxel for voxel."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from pipeline.io import Volume
+from pipeline.preprocess import PreprocessConfig, guess_modality, invert, preprocess
+
+
+def _reoriented(vol: Volume, axcodes: str) -> Volume:
+    img = nib.Nifti1Image(vol.array, vol.affine)
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(vol.affine),
+                                           nib.orientations.axcodes2ornt(tuple(axcodes)))
+    out = img.as_reoriented(ornt)
+    return Volume(np.asanyarray(out.dataobj).copy(), out.affine.copy(), dict(vol.meta))
+
+
+@pytest.fixture(scope="module")
+def ct(small_ct_phantom):
+    return small_ct_phantom
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "LPS", "PIR"])
+def test_inverse_returns_exactly_the_input_grid(ct, axcodes):
+    vol = _reoriented(ct.image, axcodes)
+    prep = preprocess(vol, PreprocessConfig(spacing=(1.3, 1.3, 1.3)))
+    assert prep.modality == "CT"
+    assert np.allclose(np.linalg.norm(prep.affine[:3, :3], axis=0), 1.3)
+    assert nib.aff2axcodes(prep.affine) == ("R", "A", "S")
+    assert 0.0 <= float(prep.image.min()) and float(prep.image.max()) <= 1.0
+    back = invert(prep, np.ones((2, *prep.image.shape[1:]), dtype=np.float32), nearest=False)
+    assert back.shape == (2, *vol.shape)
+
+
+@pytest.mark.parametrize("axcodes", ["LPS", "PSR"])
+def test_labels_survive_a_round_trip_through_a_finer_grid(ct, axcodes):
+    """At half the input spacing every input voxel centre is a model voxel centre: the round trip is exact."""
+    mask = _reoriented(ct.mask, axcodes)
+    image = _reoriented(ct.image, axcodes)
+    prep = preprocess(image, PreprocessConfig(spacing=tuple(float(s) / 2 for s in image.spacing),
+                                              orientation="".join(image.axcodes), crop_margin_mm=None))
+    # forward the labels with the same geometry: nearest sampling at model voxel centres
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in prep.image.shape[1:]], indexing="ij"), -1).reshape(-1, 3)
+    xyz = nib.affines.apply_affine(prep.affine, ijk)
+    src = np.rint(nib.affines.apply_affine(np.linalg.inv(mask.affine), xyz)).astype(int)
+    src = np.clip(src, 0, np.array(mask.shape) - 1)
+    on_model = mask.array[tuple(src.T)].reshape(prep.image.shape[1:])
+    back = invert(prep, on_model[None].astype(np.int64), nearest=True)[0]
+    np.testing.assert_array_equal(back, mask.array)
+
+
+def test_identity_when_the_grid_already_matches(ct):
+    vol = _reoriented(ct.image, "LPS")
+    cfg = PreprocessConfig(spacing=tuple(float(s) for s in vol.spacing), orientation="LPS", crop_margin_mm=None)
+    prep = preprocess(vol, cfg)
+    np.testing.assert_allclose(prep.affine, vol.affine, atol=1e-9)
+    back = invert(prep, prep.image.numpy(), nearest=False)[0]
+    np.testing.assert_allclose(back, prep.image.numpy()[0], atol=1e-6)
+
+
+def test_world_position_of_a_blob_is_preserved_on_an_anisotropic_sagittal_grid(ct):
+    vol = _reoriented(ct.image, "PIR")
+    vol = Volume(vol.array, vol.affine @ np.diag([1.0, 1.0, 1.7, 1.0]), dict(vol.meta))  # anisotropic
+    prep = preprocess(vol, PreprocessConfig(spacing=(0.9, 0.9, 0.9)))
+    model = np.zeros(prep.image.shape, dtype=np.float32)
+    c = np.array(prep.image.shape[1:]) // 2
+    model[0, c[0] - 3:c[0] + 4, c[1] - 3:c[1] + 4, c[2] - 3:c[2] + 4] = 1.0
+    world_model = nib.affines.apply_affine(prep.affine, c)
+    back = invert(prep, model, nearest=False)[0]
+    idx = np.argwhere(back > 0.5)
+    world_back = nib.affines.apply_affine(vol.affine, idx).mean(0)
+    np.testing.assert_allclose(world_back, world_model, atol=1.0)
+
+
+def test_crop_removes_air_and_is_undone(ct):
+    pad = 15
+    arr = np.pad(ct.image.array, pad, constant_values=-1000)
+    aff = ct.image.affine.copy()
+    aff[:3, 3] -= aff[:3, :3] @ np.full(3, pad)
+    vol = Volume(arr, aff, dict(ct.image.meta))
+    prep = preprocess(vol, PreprocessConfig(spacing=(1.0, 1.0, 1.0), crop_margin_mm=4.0))
+    assert np.all(np.array(prep.image.shape[1:]) < np.array(arr.shape) - 2 * pad + 2 * 4 + 2)
+    back = invert(prep, np.ones((1, *prep.image.shape[1:]), np.float32), nearest=True)[0]
+    assert back.shape == arr.shape
+    assert back[:pad - 5].sum() == 0 and back[pad:-pad, pad:-pad, pad:-pad].all()
+
+
+def test_modality_guess_and_mr_normalisation():
+    rng = np.random.default_rng(0)
+    ct = Volume(rng.normal(-900, 50, (20, 20, 20)).astype(np.float32), np.eye(4), {"warnings": []})
+    ct.array[5:15, 5:15, 5:15] = 40
+    mr = Volume(np.abs(rng.normal(300, 100, (20, 20, 20))).astype(np.float32), np.eye(4), {"warnings": []})
+    assert guess_modality(ct) == "CT" and guess_modality(mr) == "MR"
+    prep = preprocess(mr, PreprocessConfig(spacing=(1, 1, 1), crop_margin_mm=None))
+    assert prep.modality == "MR" and float(prep.image.max()) == pytest.approx(1.0)
+
+
+def test_config_is_checked_and_round_trips():
+    with pytest.raises(ValueError, match="spacing"):
+        PreprocessConfig(spacing=(1, -1, 1))
+    with pytest.raises(ValueError, match="ct_window"):
+        PreprocessConfig(ct_window=(100, -100))
+    cfg = PreprocessConfig(spacing=(0.7, 0.7, 1.0))
+    assert PreprocessConfig.from_dict(cfg.to_dict()) == cfg
