@@ -112,6 +112,43 @@ def _run_demo(args) -> int:
     return run_demo(args.sample_dir, args.out)
 
 
+# -------------------------------------------------------------------------------------------- measure
+def _add_measure(sub) -> None:
+    from .levels import CONVENTIONS
+    from .postprocess.measure import MeasureOptions
+
+    d = MeasureOptions()
+    p = sub.add_parser("measure", help="centrelines and calibre per vertebral level and channel of a plexus mask",
+                       description="Measure the epidural venous plexus of MASK (any readable format; label 1 = "
+                                   "plexus unless --label says otherwise). Writes calibre.csv, calibre.schema.csv, "
+                                   "centerlines.json, measurements.json and qc.png into OUT_DIR.")
+    p.add_argument("mask", type=Path, help="plexus mask (NIfTI, NRRD, .seg.nrrd, MetaImage or DICOM)")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
+    p.add_argument("--image", type=Path, help="the scan, for the QC picture")
+    p.add_argument("--vertebrae", type=Path, help="vertebra label map on the mask's grid (levels)")
+    p.add_argument("--vertebrae-convention", choices=CONVENTIONS, default="verse", help="label ids of --vertebrae")
+    p.add_argument("--probabilities", type=Path, help="plexus probability map (sub-voxel calibre)")
+    p.add_argument("--label", type=int, default=d.label, help="label value of the plexus in MASK (default 1)")
+    p.add_argument("--min-volume", type=float, default=d.min_volume_mm3, help="drop specks below this (mm3)")
+    p.add_argument("--window", type=float, default=d.window_mm, help="along-vessel averaging window (mm)")
+    p.set_defaults(func=_run_measure)
+
+
+def _run_measure(args) -> int:
+    from .export.tables import format_table
+    from .measure_case import measure_case
+    from .postprocess.measure import MeasureOptions
+
+    opts = MeasureOptions(label=args.label, min_volume_mm3=args.min_volume, window_mm=args.window,
+                          vertebrae_convention=args.vertebrae_convention)
+    res = measure_case(args.mask, args.out, image_path=args.image, vertebrae_path=args.vertebrae,
+                       probabilities_path=args.probabilities, options=opts)
+    print(format_table(res.rows))
+    print(f"\nwrote {args.out}/calibre.csv, centerlines.json, measurements.json, qc.png "
+          f"({res.summary['timings_s']['total'] if 'timings_s' in res.summary else 0:.1f} s)")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plexus", description=__doc__.splitlines()[0] + " "
@@ -119,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plexus {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_info, _add_demo):
+    for add in (_add_synth, _add_info, _add_measure, _add_demo):
         add(sub)
     return parser
 

@@ -234,16 +234,20 @@ def _distractors(axis: SpineAxis, verts: list[Vertebra], rng) -> list[Tube]:
     return out
 
 
-def _truth_calibre(tubes: list[Tube], verts: list[Vertebra]) -> list[tuple[str, str, float, int]]:
-    """True median diameter per (level, longitudinal channel), by the nearest-body-centre rule."""
+def _truth_calibre(tubes: list[Tube], verts: list[Vertebra], inside) -> list[tuple[str, str, float, int]]:
+    """True median diameter per (level, longitudinal channel), by the nearest-body-centre rule.
+
+    Only the points inside the field of view count (``inside``: points (N, 3) -> bool (N,)).
+    """
     sc = np.array([v.s_centre for v in verts])
     rows = []
     for t in tubes:
         if t.kind not in CHANNELS:
             continue
         lvl = np.argmin(np.abs(t.s[:, None] - sc[None, :]), axis=1)
+        ok = inside(t.points)
         for k, v in enumerate(verts):
-            sel = lvl == k
+            sel = (lvl == k) & ok
             if sel.any():
                 rows.append((v.name, t.kind, float(np.median(2 * t.radius[sel])), int(sel.sum())))
     return rows
@@ -319,9 +323,14 @@ def generate_phantom(cfg: PhantomConfig) -> Phantom:
         return Volume(arr, affine, {"modality": cfg.modality, "warnings": [], **meta})
 
     centres = {v.name: axis.to_world(0.0, v.canal_ap / 2 + v.depth / 2, v.s_centre).tolist() for v in verts}
+    lo_w, hi_w = aff[:3, 3], aff[:3, 3] + np.diag(aff)[:3] * (np.array(shape) - 1)
+
+    def inside(p: np.ndarray) -> np.ndarray:  # within the field of view, a voxel away from its faces
+        return np.all((p >= lo_w + np.diag(aff)[:3]) & (p <= hi_w - np.diag(aff)[:3]), axis=1)
+
     return Phantom(cfg, vol(img, kind="image") if cfg.render_image else None,
                    vol(mask, kind="plexus_mask"), vol(fraction, kind="plexus_fraction"), vol(vid, kind="vertebrae"),
-                   plexus, verts, axis, centres, _truth_calibre(plexus, verts))
+                   plexus, verts, axis, centres, _truth_calibre(plexus, verts, inside))
 
 
 def _bias_field(shape, rng) -> np.ndarray:

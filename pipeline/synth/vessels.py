@@ -110,8 +110,8 @@ def build_plexus(axis: SpineAxis, verts: list[Vertebra], diam: dict, rng: np.ran
                  step: float = 0.5) -> list[Tube]:
     """Every plexus vessel as a :class:`Tube`."""
     tubes = []
-    s0 = verts[0].s_centre - verts[0].height / 2 - 4
-    s1 = verts[-1].s_centre + verts[-1].height / 2 + 4
+    s0 = verts[0].s_centre - verts[0].height / 2 - 25   # the channels run on beyond the field of view,
+    s1 = verts[-1].s_centre + verts[-1].height / 2 + 25  # as in a real scan
     s = np.arange(s0, s1 + step, step)
     geo = channel_geometry(s, verts, diam)
     for c in CHANNELS:

@@ -1,0 +1,106 @@
+"""The measurement files of a case: ``calibre.csv`` (+ Slicer ``.schema.csv``), ``centerlines.json``,
+``measurements.json``. Their names and columns are a contract documented in the README."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..atomic import write_text
+from ..postprocess.calibre import flag_names
+from ..postprocess.measure import COLUMNS, MeasureResult
+
+_UNITS = {"length_mm": "mm", "volume_mm3": "mm3"}
+_LONG = {"level": "Vertebral level (C1..S1, NA when unknown)",
+         "channel": "anterior/posterior left/right longitudinal channel, or transverse",
+         "n_points": "Centreline points with an undisturbed cross-section",
+         "length_mm": "Centreline length", "median_diameter_mm": "Median area-equivalent diameter",
+         "mean_diameter_mm": "Mean area-equivalent diameter", "min_diameter_mm": "Minimum area-equivalent diameter",
+         "max_diameter_mm": "Maximum area-equivalent diameter",
+         "median_inscribed_diameter_mm": "Median maximal inscribed diameter", "volume_mm3": "Vessel volume"}
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.3f}"
+    return str(v)
+
+
+def calibre_csv_text(rows: list[dict], *, first: dict | None = None) -> str:
+    """CSV text of calibre rows (``first``: leading columns such as ``case_id``)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    lead = list(first or {})
+    w.writerow(lead + COLUMNS)
+    for r in rows:
+        w.writerow([first[k] for k in lead] + [_fmt(r[c]) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def schema_csv_text() -> str:
+    """Slicer table schema (``calibre.schema.csv``): column types, descriptions and units."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["columnName", "type", "nullValue", "longName", "description", "unitLabel", "unitCodeValue",
+                "unitCodingSchemeDesignator", "unitCodeMeaning"])
+    for c in COLUMNS:
+        typ = "string" if c in ("level", "channel") else "int" if c == "n_points" else "double"
+        unit = _UNITS.get(c, "mm" if c.endswith("_mm") else "")
+        ucum = {"mm": ("mm", "UCUM", "millimeter"), "mm3": ("mm3", "UCUM", "cubic millimeter")}.get(unit, ("", "", ""))
+        w.writerow([c, typ, "" if typ == "string" else "nan" if typ == "double" else "0", _LONG[c], _LONG[c], unit, *ucum])
+    return buf.getvalue()
+
+
+def centerlines_dict(result: MeasureResult) -> dict:
+    branches = []
+    for k, b in enumerate(result.branches):
+        d = b.data
+        branches.append({
+            "id": k, "channel": d["channel"], "start_node": int(b.start), "end_node": int(b.end),
+            "length_mm": round(b.length, 3), "points": np.round(b.points, 3).tolist(),
+            "diameter": np.round(d["diameter_mm"], 3).tolist(), "area": np.round(d["area_mm2"], 3).tolist(),
+            "inscribed_diameter": np.round(d["inscribed_diameter_mm"], 3).tolist(),
+            "level": [str(x) for x in d["level"]], "flags": [flag_names(int(f)) for f in d["flags"]]})
+    nodes = [{"id": i, "position": np.round(p, 3).tolist(), "degree": int(g)}
+             for i, (p, g) in enumerate(zip(result.nodes, result.degree))]
+    return {"frame": "RAS", "units": "mm", "generator": f"plexus {__version__}",
+            "flags": {"junction": "section cuts a branching vessel too (value from clean sections around it)",
+                      "end": "near a free end of the vessel", "border": "section leaves the image or its "
+                      "sampling disc, may under- or over-estimate", "empty": "no vessel found at the point"},
+            "branches": branches, "nodes": nodes}
+
+
+def write_measurement_files(result: MeasureResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``calibre.csv``, ``calibre.schema.csv``, ``centerlines.json`` and ``measurements.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"calibre": out / "calibre.csv", "schema": out / "calibre.schema.csv",
+             "centerlines": out / "centerlines.json", "measurements": out / "measurements.json"}
+    write_text(paths["calibre"], calibre_csv_text(result.rows))
+    write_text(paths["schema"], schema_csv_text())
+    write_text(paths["centerlines"], json.dumps(centerlines_dict(result)))
+    summary = {"generator": f"plexus {__version__}", **result.summary, "warnings": result.warnings}
+    write_text(paths["measurements"], json.dumps(summary, indent=2, default=float))
+    return paths
+
+
+def format_table(rows: list[dict]) -> str:
+    """The calibre table as aligned text for the terminal (longitudinal channels first)."""
+    if not rows:
+        return "(no plexus measured)"
+    head = ["level", "channel", "n", "length", "median d", "mean d", "min d", "max d", "inscribed", "volume"]
+    lines = [f"{head[0]:<6}{head[1]:<17}{head[2]:>5}{head[3]:>9}{head[4]:>10}{head[5]:>8}{head[6]:>8}{head[7]:>8}"
+             f"{head[8]:>10}{head[9]:>9}", f"{'':<6}{'':<17}{'':>5}{'mm':>9}{'mm':>10}{'mm':>8}{'mm':>8}{'mm':>8}"
+             f"{'mm':>10}{'mm3':>9}"]
+    for r in rows:
+        lines.append(f"{r['level']:<6}{r['channel']:<17}{r['n_points']:>5}{_fmt(r['length_mm']):>9}"
+                     f"{_fmt(r['median_diameter_mm']):>10}{_fmt(r['mean_diameter_mm']):>8}{_fmt(r['min_diameter_mm']):>8}"
+                     f"{_fmt(r['max_diameter_mm']):>8}{_fmt(r['median_inscribed_diameter_mm']):>10}"
+                     f"{_fmt(r['volume_mm3']):>9}")
+    return "\n".join(lines)

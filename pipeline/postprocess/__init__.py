@@ -1,0 +1,1 @@
+"""Postprocessing of a plexus mask: clean -> centrelines -> calibre -> channels and levels."""

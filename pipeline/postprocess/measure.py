@@ -1,0 +1,221 @@
+"""``plexus measure``: from a plexus mask to calibre per vertebral level and channel.
+
+clean -> centrelines -> calibre -> canal frame, channel per branch, level per point -> table rows.
+Works on any plexus mask: the model's, a phantom's, or one drawn in 3D Slicer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ..errors import InputError
+from ..io import Volume
+from ..levels import NA, level_rank, to_verse
+from .anatomy import CHANNELS, TRANSVERSE, assign_levels, canal_frame, classify_branch, vertebra_axis_positions
+from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
+from .centreline import Branch, extract_centrelines
+from .clean import clean_mask
+
+log = logging.getLogger("plexus")
+BAD = JUNCTION | END | EMPTY | BORDER
+COLUMNS = ["level", "channel", "n_points", "length_mm", "median_diameter_mm", "mean_diameter_mm", "min_diameter_mm",
+           "max_diameter_mm", "median_inscribed_diameter_mm", "volume_mm3"]
+
+
+@dataclass
+class MeasureOptions:
+    """Parameters of the measurement, all in millimetres (stored in ``measurements.json``)."""
+
+    label: int = 1
+    min_volume_mm3: float = 4.0
+    max_hole_mm3: float = 2.0
+    prune_ratio: float = 2.0
+    prune_min_mm: float = 1.0
+    smooth_mm: float = 0.8
+    step_mm: float = 0.5
+    window_mm: float = 2.0
+    vertebrae_convention: str = "verse"
+
+    def __post_init__(self):
+        for k in ("min_volume_mm3", "max_hole_mm3", "prune_ratio", "step_mm", "window_mm"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"{k}: must be >= 0, got {getattr(self, k)}")
+
+
+@dataclass
+class MeasureResult:
+    """Centreline branches (with per-point ``data``), nodes, table rows and a case summary."""
+
+    branches: list[Branch]
+    nodes: np.ndarray
+    degree: np.ndarray
+    rows: list[dict]
+    summary: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+def _same_grid(ref: Volume, other: Volume, what: str) -> None:
+    if other.shape != ref.shape or not np.allclose(other.affine, ref.affine, atol=1e-3):
+        raise InputError(other.path, f"{what} grid differs from the mask's (shape {other.shape} vs {ref.shape}, "
+                                     f"spacing {tuple(np.round(other.spacing, 3))} vs {tuple(np.round(ref.spacing, 3))}"
+                                     f"{', origin/direction differ' if other.shape == ref.shape else ''})")
+
+
+def _binary(mask: Volume, label: int, warnings: list[str]) -> np.ndarray:
+    a = mask.array
+    if a.dtype.kind == "f" and not np.all(np.mod(a[a != 0], 1) == 0):
+        raise InputError(mask.path, "mask holds non-integer values; pass a probability map with --probabilities")
+    values = set(np.unique(a).astype(int).tolist()) - {0}
+    if label not in values:
+        warnings.append(f"{mask.path}: no voxel has label {label}" + (f" (labels present: {sorted(values)})" if values else ""))
+    elif values - {label}:
+        warnings.append(f"{mask.path}: labels {sorted(values - {label})} besides {label} are ignored")
+    return a == label
+
+
+def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Volume | None = None,
+            options: MeasureOptions | None = None) -> MeasureResult:
+    """Measure the plexus of ``mask`` (see the module docstring)."""
+    opt = options or MeasureOptions()
+    t0 = time.perf_counter()
+    warnings: list[str] = list(mask.meta.get("warnings", []))
+    binary = _binary(mask, opt.label, warnings)
+    for other, what in ((vertebrae, "vertebra map"), (probabilities, "probability map")):
+        if other is not None:
+            _same_grid(mask, other, what)
+    spacing = mask.spacing
+    summary = {"input": mask.path, "shape": list(mask.shape), "spacing_mm": [round(float(s), 4) for s in spacing],
+               "axcodes": "".join(mask.axcodes), "options": asdict(opt)}
+    if not binary.any():
+        return _empty(mask, summary, warnings)
+    nz = [np.nonzero(binary.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
+    lo = np.array([max(int(n.min()) - 4, 0) for n in nz])
+    hi = np.array([min(int(n.max()) + 5, s) for n, s in zip(nz, mask.shape)])
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    aff = mask.affine.copy()
+    aff[:3, 3] = mask.affine[:3, :3] @ lo + mask.affine[:3, 3]
+    cleaned, report = clean_mask(binary[sl], spacing=spacing, min_volume_mm3=opt.min_volume_mm3,
+                                 max_hole_mm3=opt.max_hole_mm3)
+    summary["clean"] = report.to_dict()
+    if report.n_removed:
+        warnings.append(f"{mask.path}: removed {report.n_removed} specks ({report.removed_volume_mm3:.1f} mm3)")
+    if not cleaned.any():
+        warnings.append(f"{mask.path}: nothing left after removing specks below {opt.min_volume_mm3} mm3")
+        return _empty(mask, summary, warnings)
+    import edt
+
+    dist = edt.edt(cleaned, anisotropy=tuple(float(s) for s in spacing), parallel=2)
+    t1 = time.perf_counter()
+    graph = extract_centrelines(cleaned, aff, distance_mm=dist, prune_ratio=opt.prune_ratio,
+                                prune_min_mm=opt.prune_min_mm, smooth_mm=opt.smooth_mm, step_mm=opt.step_mm)
+    t2 = time.perf_counter()
+    field_ = probabilities.array[sl].astype(np.float32) if probabilities is not None else cleaned.astype(np.float32)
+    measure_calibre(graph, field_, aff, distance_mm=dist, window_mm=opt.window_mm)
+    t3 = time.perf_counter()
+    pts = np.concatenate([b.points for b in graph.branches]) if graph.branches else np.zeros((0, 3))
+    tans = np.concatenate([np.gradient(b.points, axis=0) if len(b.points) > 1 else np.zeros((len(b.points), 3))
+                           for b in graph.branches]) if graph.branches else np.zeros((0, 3))
+    tans /= np.maximum(np.linalg.norm(tans, axis=1, keepdims=True), 1e-9)
+    frame = canal_frame(pts, tans)
+    if frame is None:
+        warnings.append(f"{mask.path}: too little plexus to find the spinal canal; channels are all 'transverse'")
+    centroids: dict[str, float] = {}
+    if vertebrae is not None and frame is not None:
+        centroids = vertebra_axis_positions(to_verse(vertebrae.array, opt.vertebrae_convention), vertebrae.affine, frame)
+        if not centroids:
+            warnings.append(f"{vertebrae.path}: no vertebra labels of the {opt.vertebrae_convention} convention")
+    for b in graph.branches:
+        b.data["channel"] = classify_branch(b.points, b.data["flags"], frame) if frame is not None else TRANSVERSE
+        s = frame.project(b.points)[2] if frame is not None else np.zeros(len(b.points))
+        b.data["level"] = assign_levels(s, centroids)
+    rows = _rows(graph.branches, cleaned, aff, spacing, list(centroids))
+    for r in rows:
+        if r["channel"] in CHANNELS and r["n_points"] == 0:
+            warnings.append(f"{mask.path}: {r['level']} {r['channel']}: no measurable centreline")
+    n_loops = len(graph.branches) - int((graph.degree > 0).sum()) + _n_components(cleaned)
+    summary.update({
+        "total_volume_mm3": round(float(cleaned.sum() * np.prod(spacing)), 2),
+        "centreline_length_mm": round(float(sum(b.length for b in graph.branches)), 2),
+        "n_branches": len(graph.branches), "n_junctions": int((graph.degree >= 3).sum()), "n_loops": int(n_loops),
+        "levels_source": "vertebra map" if centroids else "none (levels are NA)",
+        "vertebra_axis_mm": {k: round(v, 2) for k, v in sorted(centroids.items(), key=lambda kv: kv[1])},
+        "per_level": _per_level(rows),
+        "flags": {name: int(sum(((b.data["flags"] & bit) > 0).sum() for b in graph.branches))
+                  for bit, name in ((JUNCTION, "junction"), (END, "end"), (BORDER, "border"), (EMPTY, "empty"))},
+        "timings_s": {"clean": round(t1 - t0, 3), "centreline": round(t2 - t1, 3), "calibre": round(t3 - t2, 3),
+                      "total": round(time.perf_counter() - t0, 3)},
+    })
+    return MeasureResult(graph.branches, graph.nodes, graph.degree, rows, summary, warnings)
+
+
+def _n_components(mask: np.ndarray) -> int:
+    import cc3d
+
+    return int(cc3d.connected_components(mask, connectivity=26, return_N=True)[1])
+
+
+def _empty(mask: Volume, summary: dict, warnings: list[str]) -> MeasureResult:
+    summary.update({"total_volume_mm3": 0.0, "centreline_length_mm": 0.0, "n_branches": 0, "n_junctions": 0,
+                    "n_loops": 0, "per_level": {}, "levels_source": "none"})
+    for w in warnings:
+        log.warning("warning: %s", w)
+    return MeasureResult([], np.zeros((0, 3)), np.zeros(0, int), [], summary, warnings)
+
+
+def _rows(branches: list[Branch], cleaned: np.ndarray, aff: np.ndarray, spacing, levels: list[str]) -> list[dict]:
+    """One row per (level, channel); every longitudinal channel of every labelled level is present."""
+    if not branches:
+        return []
+    pts = np.concatenate([b.points for b in branches])
+    lv = np.concatenate([b.data["level"] for b in branches])
+    ch = np.concatenate([np.full(len(b.points), b.data["channel"], dtype=object) for b in branches])
+    dia = np.concatenate([b.data["diameter_mm"] for b in branches])
+    ins = np.concatenate([b.data["inscribed_diameter_mm"] for b in branches])
+    flg = np.concatenate([b.data["flags"] for b in branches])
+    seg = []
+    for b in branches:
+        d = np.linalg.norm(np.diff(b.points, axis=0), axis=1) if len(b.points) > 1 else np.zeros(0)
+        w = np.zeros(len(b.points))
+        w[:-1] += d / 2
+        w[1:] += d / 2
+        seg.append(w)
+    seg = np.concatenate(seg)
+    vox = np.argwhere(cleaned)
+    world = (aff[:3, :3] @ vox.T).T + aff[:3, 3]
+    owner = cKDTree(pts).query(world)[1]
+    vol_each = np.bincount(owner, minlength=len(pts)) * float(np.prod(spacing))
+    keys = {(a, b) for a, b in zip(lv, ch)}
+    for level in (levels or [NA]):
+        keys |= {(level, c) for c in CHANNELS}
+    rows = []
+    order = {c: i for i, c in enumerate(CHANNELS + (TRANSVERSE,))}
+    for level, channel in sorted(keys, key=lambda k: (level_rank(k[0]), order[k[1]])):
+        m = (lv == level) & (ch == channel)
+        good = m & ((flg & BAD) == 0)
+        row = {"level": level, "channel": channel, "n_points": int(good.sum()), "length_mm": float(seg[m].sum()),
+               "volume_mm3": float(vol_each[m].sum())}
+        # every point of the channel counts, disturbed ones with the value of the clean sections around
+        # them (see calibre): junctions neither bias the statistics nor leave holes in them
+        use = m & ((flg & EMPTY) == 0) if good.any() else good
+        d = dia[use]
+        row.update({"median_diameter_mm": float(np.median(d)) if d.size else float("nan"),
+                    "mean_diameter_mm": float(np.mean(d)) if d.size else float("nan"),
+                    "min_diameter_mm": float(np.min(d)) if d.size else float("nan"),
+                    "max_diameter_mm": float(np.max(d)) if d.size else float("nan"),
+                    "median_inscribed_diameter_mm": float(np.median(ins[good])) if good.any() else float("nan")})
+        rows.append({k: row[k] for k in COLUMNS})
+    return rows
+
+
+def _per_level(rows: list[dict]) -> dict:
+    out: dict[str, dict] = {}
+    for r in rows:
+        e = out.setdefault(r["level"], {"volume_mm3": 0.0, "length_mm": 0.0})
+        e["volume_mm3"] = round(e["volume_mm3"] + r["volume_mm3"], 2)
+        e["length_mm"] = round(e["length_mm"] + r["length_mm"], 2)
+    return out
