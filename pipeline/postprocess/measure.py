@@ -88,9 +88,15 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     for other, what in ((vertebrae, "vertebra map"), (probabilities, "probability map")):
         if other is not None:
             _same_grid(mask, other, what)
-    spacing = mask.spacing
-    summary = {"input": mask.path, "shape": list(mask.shape), "spacing_mm": [round(float(s), 4) for s in spacing],
+    summary = {"input": mask.path, "shape": list(mask.shape), "spacing_mm": [round(float(s), 4) for s in mask.spacing],
                "axcodes": "".join(mask.axcodes), "options": asdict(opt)}
+    # work in the closest RAS storage (an exact permutation/flip of the arrays): every storage orientation
+    # of the same data then gives the same skeleton, the same sections and the same numbers
+    mask = _canonical(mask.with_array(binary.astype(np.uint8)))
+    binary = mask.array > 0
+    vertebrae = _canonical(vertebrae) if vertebrae is not None else None
+    probabilities = _canonical(probabilities) if probabilities is not None else None
+    spacing = mask.spacing
     if not binary.any():
         return _empty(mask, summary, warnings)
     nz = [np.nonzero(binary.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
@@ -151,6 +157,17 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
                       "total": round(time.perf_counter() - t0, 3)},
     })
     return MeasureResult(graph.branches, graph.nodes, graph.degree, rows, summary, warnings)
+
+
+def _canonical(vol: Volume) -> Volume:
+    import nibabel as nib
+
+    ornt = nib.orientations.io_orientation(vol.affine)
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return vol
+    arr = np.ascontiguousarray(nib.orientations.apply_orientation(vol.array, ornt))
+    aff = vol.affine @ nib.orientations.inv_ornt_aff(ornt, vol.array.shape)
+    return Volume(arr, aff, dict(vol.meta))
 
 
 def _n_components(mask: np.ndarray) -> int:
