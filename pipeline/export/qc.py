@@ -31,6 +31,23 @@ def to_ras(vol: Volume) -> tuple[np.ndarray, np.ndarray]:
     return np.asanyarray(can.dataobj), can.affine
 
 
+def _crop_to(image: Volume, mask: Volume, margin_mm: float) -> tuple[Volume, Volume]:
+    """Both volumes cropped to the mask's bounding box plus ``margin_mm`` (same grid required)."""
+    if image.shape != mask.shape:
+        return image, mask
+    a = mask.array
+    lo, hi = [], []
+    for i in range(3):
+        idx = np.nonzero(a.any(axis=tuple(j for j in range(3) if j != i)))[0]
+        pad = int(np.ceil(margin_mm / image.spacing[i]))
+        lo.append(max(int(idx.min()) - pad, 0))
+        hi.append(min(int(idx.max()) + pad + 1, a.shape[i]))
+    sl = tuple(slice(a_, b_) for a_, b_ in zip(lo, hi))
+    aff = image.affine.copy()
+    aff[:3, 3] = image.affine[:3, :3] @ np.array(lo) + image.affine[:3, 3]
+    return Volume(image.array[sl], aff, image.meta), Volume(mask.array[sl], aff, mask.meta)
+
+
 def _window(modality: str | None, arr: np.ndarray) -> tuple[float, float]:
     if modality == "CT":
         return -250.0, 600.0
@@ -53,6 +70,8 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
     calibre_rows : list of dict, optional
         Rows of ``calibre.csv`` for the per-level chart.
     """
+    if mask is not None and np.any(mask.array):
+        image, mask = _crop_to(image, mask, margin_mm=35.0)  # the spine, not the whole field of view
     arr, aff = to_ras(image)
     m = to_ras(mask)[0] > 0 if mask is not None else None
     sp = np.linalg.norm(aff[:3, :3], axis=0)

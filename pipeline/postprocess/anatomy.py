@@ -35,10 +35,13 @@ class CanalFrame:
     A: np.ndarray
     L: np.ndarray
 
+    def __post_init__(self):
+        self.tree = cKDTree(self.centre)
+
     def project(self, points: np.ndarray):
         """RAS points (N, 3) -> ``(u, v, s)``: left, anterior (mm from the canal centre) and axis position."""
         points = np.atleast_2d(points)
-        _, i = cKDTree(self.centre).query(points)
+        _, i = self.tree.query(points)
         d = points - self.centre[i]
         s = self.s[i] + np.einsum("ij,ij->i", d, self.T[i])
         return np.einsum("ij,ij->i", d, self.L[i]), np.einsum("ij,ij->i", d, self.A[i]), s
@@ -100,7 +103,7 @@ def classify_branch(points: np.ndarray, flags: np.ndarray, frame: CanalFrame, *,
     u, v, s = frame.project(points[good])
     tan = np.gradient(points, axis=0)[good]
     tan /= np.maximum(np.linalg.norm(tan, axis=1, keepdims=True), 1e-9)
-    _, i = cKDTree(frame.centre).query(points[good])
+    _, i = frame.tree.query(points[good])
     cos = np.abs(np.einsum("ij,ij->i", tan, frame.T[i]))
     if np.median(cos) < min_cos:
         return TRANSVERSE

@@ -8,7 +8,7 @@ its partial-volume fractions are integrated. The region above 0.5 holding the po
 
 * ``area_mm2``: its area (binary) or the integral of the fractions around it (probabilities);
 * ``diameter_mm``: the area-equivalent diameter ``2 sqrt(A / pi)`` of the area averaged along the branch over
-  ``max(window_mm, 3 voxels)`` of clean sections (removing the voxel aliasing of single sections); points whose
+  ``max(window_mm, 5 voxels)`` of clean sections (removing the voxel aliasing of single sections); points whose
   own section is disturbed (junction, free end) take the value of the clean sections around them;
 * ``inscribed_diameter_mm``: twice the largest in-plane distance to the region's edge (maximal inscribed circle).
 
@@ -71,7 +71,7 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
         raise ValueError(f"window_mm: must be >= 0, got {window_mm}")
     sp = np.linalg.norm(affine[:3, :3], axis=0)
     inv = np.linalg.inv(affine)
-    delta = float(sp.min()) / 5.0
+    delta = float(sp.min()) / 4.0
     field = np.asarray(field, dtype=np.float32)
     shape = np.array(field.shape)
     # A binary mask is sampled nearest-neighbour: the section of the voxelised vessel, whose area averaged
@@ -79,60 +79,71 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
     # A probability map is interpolated linearly and its fractions integrated.
     binary = bool(np.isin(field[field > 0][:10000], (1.0,)).all())
     order = 0 if binary else 1
-    grow = max(1, int(round(sp.max() / delta)))
-    for b in graph.branches:
+    grow = max(1, int(np.ceil(2 * sp.max() / delta)))  # blurred partial-volume tails reach ~2 voxels out
+    radii = []
+    typical: dict[int, list[float]] = {}
+    for b in graph.branches:  # radius of every branch, from the distance map, for the junction zones
+        vox = (inv[:3, :3] @ b.points.T).T + inv[:3, 3]
+        r = ndimage.map_coordinates(distance_mm, vox.T, order=1, mode="nearest")
+        radii.append(r)
+        for node in {b.start, b.end}:
+            typical.setdefault(node, []).append(float(np.median(r)))
+    for b, r_edt in zip(graph.branches, radii):
         pts = b.points
         n = len(pts)
-        vox = (inv[:3, :3] @ pts.T).T + inv[:3, 3]
-        r_edt = ndimage.map_coordinates(distance_mm, vox.T, order=1, mode="nearest")
         closed = b.start == b.end and n > 3
         _, e1, e2 = _frames(pts, closed)
         area = np.zeros(n)
         insc = np.zeros(n)
         flags = np.zeros(n, dtype=np.int64)
         shift = np.zeros((n, 2))
-        for k in range(n):
-            R = float(np.clip(2.5 * r_edt[k] + 2 * sp.max(), 3.0, 20.0))
-            g = np.arange(-R, R + delta / 2, delta)
-            U, V = np.meshgrid(g, g, indexing="ij")
-            xyz = pts[k] + U[..., None] * e1[k] + V[..., None] * e2[k]
+        R = float(np.clip(2.0 * np.percentile(r_edt, 95) + 1.5 * sp.max(), 2.5, 20.0)) if n else 3.0
+        _flag_nodes(b, graph, r_edt, flags, sp, typical)
+        g = np.arange(-R, R + delta / 2, delta)
+        U, V = np.meshgrid(g, g, indexing="ij")
+        c = len(g) // 2
+        for k0 in range(0, n, 128):  # sample the sections of up to 128 points at once
+            k1 = min(n, k0 + 128)
+            xyz = pts[k0:k1, None, None, :] + U[None, ..., None] * e1[k0:k1, None, None, :] + \
+                V[None, ..., None] * e2[k0:k1, None, None, :]
             ijk = np.tensordot(xyz, inv[:3, :3].T, axes=1) + inv[:3, 3]
             outside = np.any((ijk < -0.5) | (ijk > shape - 0.5), axis=-1)
-            vals = ndimage.map_coordinates(field, ijk.reshape(-1, 3).T, order=order, mode="constant",
-                                           cval=0.0).reshape(U.shape)
-            inside = vals > threshold
-            lab, nlab = ndimage.label(inside)
-            c = len(g) // 2
-            target = lab[c, c]
-            if target == 0 and nlab:
-                d2 = np.where(lab > 0, U ** 2 + V ** 2, np.inf)
-                i, j = np.unravel_index(np.argmin(d2), d2.shape)
-                target = lab[i, j] if np.sqrt(d2[i, j]) <= max(r_edt[k], sp.max()) else 0
-            if target == 0:
-                flags[k] |= EMPTY
-                continue
-            region = lab == target
-            dt = ndimage.distance_transform_edt(np.pad(region, 1), sampling=delta)[1:-1, 1:-1]
-            region, merged = _own_lobe(region, dt, c, delta)
-            if merged:
-                flags[k] |= MERGED
-                lab = np.where(region, target, np.where(lab == target, -1, lab))
-            if binary:
-                area[k] = region.sum() * delta * delta
-            else:  # partial-volume fractions: integrate them around the region, not over other vessels
-                near = ndimage.binary_dilation(region, iterations=grow) & ((lab == 0) | region)
-                area[k] = vals[near].sum() * delta * delta
-            # inscribed circle on the linearly interpolated section (the nearest-neighbour one is stair-cased)
-            lin = ndimage.map_coordinates(field, ijk.reshape(-1, 3).T, order=1, mode="constant",
-                                          cval=0.0).reshape(U.shape) > threshold
-            lin &= ndimage.binary_dilation(region, iterations=grow)
-            insc[k] = 2 * ndimage.distance_transform_edt(np.pad(lin, 1), sampling=delta).max()
-            shift[k] = (U[region].mean(), V[region].mean())
-            rim = np.zeros_like(region)
-            rim[[0, -1], :] = rim[:, [0, -1]] = True
-            if (region & rim).any() or (region & outside).any():
-                flags[k] |= BORDER
-        _flag_nodes(b, graph, r_edt, flags, sp)
+            flat = ijk.reshape(-1, 3).T
+            v_nn = ndimage.map_coordinates(field, flat, order=0, mode="constant", cval=0.0).reshape(outside.shape) \
+                if binary else None
+            v_lin = ndimage.map_coordinates(field, flat, order=1, mode="constant", cval=0.0).reshape(outside.shape)
+            for k in range(k0, k1):
+                vals = v_nn[k - k0] if binary else v_lin[k - k0]
+                lab, nlab = ndimage.label(vals > threshold)
+                target = _pick(lab, nlab, c, U, V, max(r_edt[k], sp.max()))
+                if target == 0:
+                    flags[k] |= EMPTY
+                    continue
+                region = lab == target
+                # inscribed circle and lobes on the linearly interpolated section (no staircase)
+                lin = v_lin[k - k0] > threshold
+                if binary:
+                    llab, nl = ndimage.label(lin)
+                    over = np.bincount(llab[region], minlength=nl + 1)
+                    over[0] = 0
+                    lin = llab == int(np.argmax(over)) if over.max() > 0 else region
+                else:
+                    lin = region
+                dt = ndimage.distance_transform_edt(np.pad(lin, 1), sampling=delta)[1:-1, 1:-1]
+                insc[k] = 2 * dt.max()
+                own = None if flags[k] & (JUNCTION | END) else _own_lobe(lin | region, dt, c, delta)
+                if own is not None:
+                    flags[k] |= MERGED
+                    lab = np.where(region & ~own, -1, lab)
+                    region &= own
+                if binary:
+                    area[k] = region.sum() * delta * delta
+                else:  # partial-volume fractions: integrate them around the region, not over other vessels
+                    near = ndimage.distance_transform_edt(~region, sampling=delta) <= grow * delta
+                    area[k] = vals[near & ((lab == 0) | region)].sum() * delta * delta
+                shift[k] = (U[region].mean(), V[region].mean())
+                if region[[0, -1], :].any() or region[:, [0, -1]].any() or (region & outside[k - k0]).any():
+                    flags[k] |= BORDER
         # re-centre clean points on their section's centroid (sub-voxel), smoothed along the branch
         ok = (flags & (JUNCTION | END | EMPTY | MERGED | BORDER)) == 0
         if ok.sum() >= 3:
@@ -142,44 +153,66 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
             sh[~ok] = 0.0
             b.points = pts + sh[:, :1] * e1 + sh[:, 1:] * e2
         b.data.update(area_mm2=area, inscribed_diameter_mm=insc, radius_edt_mm=r_edt, flags=flags,
-                      diameter_mm=_smoothed_diameter(pts, area, flags, max(window_mm, 3 * float(sp.max())), closed))
+                      diameter_mm=_smoothed_diameter(pts, area, flags, max(window_mm, 5 * float(sp.max())), closed))
 
 
-def _own_lobe(region: np.ndarray, dt: np.ndarray, c: int, delta: float) -> tuple[np.ndarray, bool]:
-    """Split a figure-8 section (two touching vessels) at its neck; keep the lobe holding the centre."""
+def _pick(lab: np.ndarray, nlab: int, c: int, U: np.ndarray, V: np.ndarray, reach: float) -> int:
+    """Label of the section region holding the centre pixel, or the nearest one within ``reach`` mm."""
+    target = int(lab[c, c])
+    if target == 0 and nlab:
+        d2 = np.where(lab > 0, U ** 2 + V ** 2, np.inf)
+        i, j = np.unravel_index(np.argmin(d2), d2.shape)
+        target = int(lab[i, j]) if np.sqrt(d2[i, j]) <= reach else 0
+    return target
+
+
+def _own_lobe(region: np.ndarray, dt: np.ndarray, c: int, delta: float) -> np.ndarray | None:
+    """Split a figure-8 section (two touching vessels) at its neck: the lobe holding the centre, or None.
+
+    ``dt`` is the in-plane distance to the edge (mm). A section about as round as its inscribed circle (area < 1.7 pi r^2) is
+    one vessel; otherwise two distance maxima separated by a neck narrower than 70 % of the smaller one's
+    radius mark two vessels (an oval vessel has a ridge, not a neck).
+    """
     peak = dt.max()
-    if region.sum() * delta * delta < 1.3 * np.pi * peak * peak:
-        return region, False  # about as round as its inscribed circle: one vessel
+    if peak <= 0 or (dt > 0).sum() * delta * delta < 1.7 * np.pi * peak * peak:
+        return None
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
     peaks = peak_local_max(dt, min_distance=max(2, int(0.6 * peak / delta)), threshold_abs=0.5 * peak,
                            exclude_border=False)
     if len(peaks) < 2:
-        return region, False
+        return None
     markers = np.zeros(region.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     lobes = watershed(-dt, markers, mask=region)
-    # a neck narrower than 70 % of the smaller lobe's radius marks two vessels, not one oval vessel
-    top = [dt[tuple(p)] for p in peaks]
+    top = sorted((dt[tuple(p)] for p in peaks), reverse=True)
     boundary = (ndimage.grey_dilation(lobes, size=3) != lobes) & region
     if not boundary.any() or dt[boundary].max() > 0.7 * min(top[:2]):
-        return region, False
+        return None
     own = lobes[c, c]
     if own == 0:
-        return region, False
-    return lobes == own, True
+        return None
+    return lobes == own
 
 
-def _flag_nodes(b, graph: CentrelineGraph, r_edt: np.ndarray, flags: np.ndarray, sp: np.ndarray) -> None:
-    """Flag points whose section is disturbed by a junction or a free end of the branch."""
+def _flag_nodes(b, graph: CentrelineGraph, r_edt: np.ndarray, flags: np.ndarray, sp: np.ndarray,
+                typical: dict[int, list[float]]) -> None:
+    """Flag points whose section is disturbed by a junction or a free end of the branch.
+
+    Near a junction the section of this branch cuts the other vessels while its distance to the junction is
+    below their radius: points closer than the largest other radius + one voxel are flagged ``JUNCTION``.
+    """
     for node in {b.start, b.end}:
         deg = graph.degree[node]
-        if deg == 2 and b.start != b.end:
-            continue
         d = np.linalg.norm(b.points - graph.nodes[node], axis=1)
-        if deg >= 3 or (b.start == b.end and deg > 2):
-            flags[d < graph.node_radius[node] + r_edt + 0.5 * sp.max()] |= JUNCTION
+        if deg >= 3:
+            others = list(typical.get(node, []))
+            mine = float(np.median(r_edt)) if len(r_edt) else 0.0
+            if mine in others:
+                others.remove(mine)
+            r_other = max(others) if others else graph.node_radius[node]
+            flags[d < r_other + sp.max()] |= JUNCTION
         elif deg == 1:
             flags[d < r_edt + sp.max()] |= END
 

@@ -70,7 +70,12 @@ def _binary(mask: Volume, label: int, warnings: list[str]) -> np.ndarray:
     a = mask.array
     if a.dtype.kind == "f" and not np.all(np.mod(a[a != 0], 1) == 0):
         raise InputError(mask.path, "mask holds non-integer values; pass a probability map with --probabilities")
-    values = set(np.unique(a).astype(int).tolist()) - {0}
+    top = a.max()
+    if a.min() >= 0 and top == label:
+        values = {label}
+    else:  # sort only the few labelled voxels (memory order: no copy of a Fortran-ordered array)
+        flat = a.ravel(order="K")
+        values = set(np.unique(flat[flat != 0]).astype(int).tolist())
     if label not in values:
         warnings.append(f"{mask.path}: no voxel has label {label}" + (f" (labels present: {sorted(values)})" if values else ""))
     elif values - {label}:
@@ -90,22 +95,23 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
             _same_grid(mask, other, what)
     summary = {"input": mask.path, "shape": list(mask.shape), "spacing_mm": [round(float(s), 4) for s in mask.spacing],
                "axcodes": "".join(mask.axcodes), "options": asdict(opt)}
-    # work in the closest RAS storage (an exact permutation/flip of the arrays): every storage orientation
-    # of the same data then gives the same skeleton, the same sections and the same numbers
-    mask = _canonical(mask.with_array(binary.astype(np.uint8)))
-    binary = mask.array > 0
-    vertebrae = _canonical(vertebrae) if vertebrae is not None else None
-    probabilities = _canonical(probabilities) if probabilities is not None else None
-    spacing = mask.spacing
     if not binary.any():
         return _empty(mask, summary, warnings)
+    # crop to the plexus, then work in the closest RAS storage (an exact permutation/flip of the arrays):
+    # every storage orientation of the same data gives the same skeleton, sections and numbers
     nz = [np.nonzero(binary.any(axis=tuple(j for j in range(3) if j != i)))[0] for i in range(3)]
     lo = np.array([max(int(n.min()) - 4, 0) for n in nz])
     hi = np.array([min(int(n.max()) + 5, s) for n, s in zip(nz, mask.shape)])
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
     aff = mask.affine.copy()
     aff[:3, 3] = mask.affine[:3, :3] @ lo + mask.affine[:3, 3]
-    cleaned, report = clean_mask(binary[sl], spacing=spacing, min_volume_mm3=opt.min_volume_mm3,
+    crop = _canonical(Volume(binary[sl], aff, {}))
+    if probabilities is not None:
+        probabilities = _canonical(Volume(probabilities.array[sl], aff, {}))
+    binary, aff = crop.array, crop.affine
+    vertebrae = _canonical(vertebrae) if vertebrae is not None else None
+    spacing = crop.spacing
+    cleaned, report = clean_mask(binary, spacing=spacing, min_volume_mm3=opt.min_volume_mm3,
                                  max_hole_mm3=opt.max_hole_mm3)
     summary["clean"] = report.to_dict()
     if report.n_removed:
@@ -120,7 +126,7 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     graph = extract_centrelines(cleaned, aff, distance_mm=dist, prune_ratio=opt.prune_ratio,
                                 prune_min_mm=opt.prune_min_mm, smooth_mm=opt.smooth_mm, step_mm=opt.step_mm)
     t2 = time.perf_counter()
-    field_ = probabilities.array[sl].astype(np.float32) if probabilities is not None else cleaned.astype(np.float32)
+    field_ = probabilities.array.astype(np.float32) if probabilities is not None else cleaned.astype(np.float32)
     measure_calibre(graph, field_, aff, distance_mm=dist, window_mm=opt.window_mm)
     t3 = time.perf_counter()
     pts = np.concatenate([b.points for b in graph.branches]) if graph.branches else np.zeros((0, 3))
