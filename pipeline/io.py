@@ -283,6 +283,20 @@ def volume_from_sitk(img, path: Path | str) -> Volume:
     return Volume(data, LPS_TO_RAS @ aff, {"path": str(path), "format": "metaimage", "modality": None})
 
 
+def reorient(vol: Volume, axcodes: str = "RAS") -> Volume:
+    """The same image stored with array axes along ``axcodes`` (exact permutation/flip, same world points).
+
+    The nearest axcodes are used for oblique grids; ``reorient(vol)`` gives the closest RAS storage.
+    """
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(vol.affine),
+                                           nib.orientations.axcodes2ornt(tuple(axcodes)))
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return vol
+    arr = np.ascontiguousarray(nib.orientations.apply_orientation(vol.array, ornt))
+    aff = vol.affine @ nib.orientations.inv_ornt_aff(ornt, vol.array.shape)
+    return Volume(arr, aff, dict(vol.meta))
+
+
 # ------------------------------------------------------------------------------------------- validation
 def validate(vol: Volume, *, first_volume: bool = False) -> Volume:
     """Check dimensions, geometry and values; raise :class:`InputError` naming the file on a problem."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 
-from pipeline.io import Volume
+from pipeline.io import Volume, reorient
 from pipeline.synth.vessels import Tube, render_tubes
 
 
@@ -30,11 +29,4 @@ def rasterise(tubes, spacing=(0.5, 0.5, 0.5), margin=4.0, axcodes="RAS"):
     aff = np.diag([*sp, 1.0])
     aff[:3, 3] = lo
     sdf, frac = render_tubes(tubes, shape, aff)
-    out = []
-    for arr in ((sdf <= 0).astype(np.uint8), frac):
-        img = nib.Nifti1Image(arr, aff)
-        ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(aff),
-                                               nib.orientations.axcodes2ornt(tuple(axcodes)))
-        img = img.as_reoriented(ornt)
-        out.append(Volume(np.ascontiguousarray(np.asanyarray(img.dataobj)), img.affine.copy(), {"warnings": []}))
-    return tuple(out)
+    return tuple(reorient(Volume(arr, aff, {"warnings": []}), axcodes) for arr in ((sdf <= 0).astype(np.uint8), frac))

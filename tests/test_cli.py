@@ -47,3 +47,11 @@ def test_shipped_samples_are_what_the_generator_makes():
         shipped = read_image(SAMPLE_DATA / case / "plexus_mask.nii.gz")
         np.testing.assert_array_equal(shipped.array, ph.mask.array)
         np.testing.assert_allclose(shipped.affine, ph.mask.affine, atol=1e-4)
+
+
+def test_demo_runs_on_the_samples(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mean abs error" in out
+    for case in ("ct_phantom", "mr_phantom"):
+        assert (tmp_path / case / "calibre.csv").exists() and (tmp_path / case / "qc.png").exists()

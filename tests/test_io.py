@@ -148,3 +148,20 @@ def test_slicer_overlapping_seg_nrrd_is_merged_with_warning():
     assert len(vol.meta["segments"]) == 8
     assert any("several layers" in w for w in vol.meta["warnings"])
     assert set(np.unique(vol.array)) <= set(range(9))
+
+
+@pytest.mark.parametrize("axcodes", ["LPS", "PIR", "SAL"])
+def test_reorient_keeps_every_world_point(axcodes):
+    from pipeline.io import reorient
+
+    vol = _volume("RAS", spacing=(0.7, 1.1, 2.3))
+    out = reorient(vol, axcodes)
+    assert "".join(out.axcodes) == axcodes
+    back = reorient(out, "RAS")
+    np.testing.assert_array_equal(back.array, vol.array)
+    np.testing.assert_allclose(back.affine, vol.affine, atol=1e-12)
+    # the voxel at each world point holds the same value
+    ijk = np.argwhere(np.ones(vol.shape, bool))[::37]
+    xyz = nib.affines.apply_affine(vol.affine, ijk)
+    oijk = np.rint(nib.affines.apply_affine(np.linalg.inv(out.affine), xyz)).astype(int)
+    np.testing.assert_array_equal(out.array[tuple(oijk.T)], vol.array[tuple(ijk.T)])

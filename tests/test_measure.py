@@ -11,18 +11,10 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.errors import InputError
-from pipeline.io import Volume, write_image
+from pipeline.io import Volume, reorient, write_image
 from pipeline.postprocess.measure import COLUMNS, measure
 from pipeline.synth import PhantomConfig, generate_phantom
 from pipeline.synth.vessels import CHANNELS
-
-
-def _reoriented(vol: Volume, axcodes: str) -> Volume:
-    img = nib.Nifti1Image(vol.array, vol.affine)
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(vol.affine),
-                                           nib.orientations.axcodes2ornt(tuple(axcodes)))
-    out = img.as_reoriented(ornt)
-    return Volume(np.ascontiguousarray(np.asanyarray(out.dataobj)), out.affine.copy(), {"warnings": [], "path": axcodes})
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +53,7 @@ def test_rows_have_the_documented_columns_and_levels(phantom, result):
 
 @pytest.mark.parametrize("axcodes", ["LPS", "PIR"])
 def test_same_result_whatever_the_storage_orientation(phantom, result, axcodes):
-    other = measure(_reoriented(phantom.mask, axcodes), vertebrae=_reoriented(phantom.vertebrae, axcodes))
+    other = measure(reorient(phantom.mask, axcodes), vertebrae=reorient(phantom.vertebrae, axcodes))
     a, b = _table(result.rows), _table(other.rows)
     for key in a:
         if key[1] in CHANNELS and key[0] != "NA":
@@ -77,8 +69,8 @@ def test_without_vertebrae_levels_are_na_and_channels_still_found(phantom):
 
 def test_channels_are_patient_sides_not_array_axes(phantom):
     """Left/right come from the world frame: mirror the array and its affine together -> same answer."""
-    flipped = _reoriented(phantom.mask, "LAS")
-    res = measure(flipped, vertebrae=_reoriented(phantom.vertebrae, "LAS"))
+    flipped = reorient(phantom.mask, "LAS")
+    res = measure(flipped, vertebrae=reorient(phantom.vertebrae, "LAS"))
     for b in res.branches:
         if b.data["channel"].endswith("left"):
             assert np.median(b.points[:, 0]) < np.median(np.concatenate([x.points[:, 0] for x in res.branches])) + 1

@@ -6,16 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.io import Volume
+from pipeline.io import Volume, reorient
 from pipeline.preprocess import PreprocessConfig, guess_modality, invert, preprocess
-
-
-def _reoriented(vol: Volume, axcodes: str) -> Volume:
-    img = nib.Nifti1Image(vol.array, vol.affine)
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(vol.affine),
-                                           nib.orientations.axcodes2ornt(tuple(axcodes)))
-    out = img.as_reoriented(ornt)
-    return Volume(np.asanyarray(out.dataobj).copy(), out.affine.copy(), dict(vol.meta))
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +17,7 @@ def ct(small_ct_phantom):
 
 @pytest.mark.parametrize("axcodes", ["RAS", "LPS", "PIR"])
 def test_inverse_returns_exactly_the_input_grid(ct, axcodes):
-    vol = _reoriented(ct.image, axcodes)
+    vol = reorient(ct.image, axcodes)
     prep = preprocess(vol, PreprocessConfig(spacing=(1.3, 1.3, 1.3)))
     assert prep.modality == "CT"
     assert np.allclose(np.linalg.norm(prep.affine[:3, :3], axis=0), 1.3)
@@ -38,8 +30,8 @@ def test_inverse_returns_exactly_the_input_grid(ct, axcodes):
 @pytest.mark.parametrize("axcodes", ["LPS", "PSR"])
 def test_labels_survive_a_round_trip_through_a_finer_grid(ct, axcodes):
     """At half the input spacing every input voxel centre is a model voxel centre: the round trip is exact."""
-    mask = _reoriented(ct.mask, axcodes)
-    image = _reoriented(ct.image, axcodes)
+    mask = reorient(ct.mask, axcodes)
+    image = reorient(ct.image, axcodes)
     prep = preprocess(image, PreprocessConfig(spacing=tuple(float(s) / 2 for s in image.spacing),
                                               orientation="".join(image.axcodes), crop_margin_mm=None))
     # forward the labels with the same geometry: nearest sampling at model voxel centres
@@ -53,7 +45,7 @@ def test_labels_survive_a_round_trip_through_a_finer_grid(ct, axcodes):
 
 
 def test_identity_when_the_grid_already_matches(ct):
-    vol = _reoriented(ct.image, "LPS")
+    vol = reorient(ct.image, "LPS")
     cfg = PreprocessConfig(spacing=tuple(float(s) for s in vol.spacing), orientation="LPS", crop_margin_mm=None)
     prep = preprocess(vol, cfg)
     np.testing.assert_allclose(prep.affine, vol.affine, atol=1e-9)
@@ -62,7 +54,7 @@ def test_identity_when_the_grid_already_matches(ct):
 
 
 def test_world_position_of_a_blob_is_preserved_on_an_anisotropic_sagittal_grid(ct):
-    vol = _reoriented(ct.image, "PIR")
+    vol = reorient(ct.image, "PIR")
     vol = Volume(vol.array, vol.affine @ np.diag([1.0, 1.0, 1.7, 1.0]), dict(vol.meta))  # anisotropic
     prep = preprocess(vol, PreprocessConfig(spacing=(0.9, 0.9, 0.9)))
     model = np.zeros(prep.image.shape, dtype=np.float32)

@@ -14,21 +14,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
-from ..io import Volume  # noqa: E402
+from ..io import Volume, reorient  # noqa: E402
 
 CHANNEL_COLOURS = {"anterior_left": "#d62728", "anterior_right": "#1f77b4", "posterior_left": "#ff7f0e",
                    "posterior_right": "#2ca02c", "transverse": "#7f7f7f"}
-
-
-def to_ras(vol: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Array and affine of ``vol`` reoriented to RAS storage (exact permutation/flip)."""
-    img = nib.Nifti1Image(np.asarray(vol.array), vol.affine)
-    can = nib.as_closest_canonical(img)
-    return np.asanyarray(can.dataobj), can.affine
 
 
 def _crop_to(image: Volume, mask: Volume, margin_mm: float) -> tuple[Volume, Volume]:
@@ -72,8 +64,9 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
     """
     if mask is not None and np.any(mask.array):
         image, mask = _crop_to(image, mask, margin_mm=35.0)  # the spine, not the whole field of view
-    arr, aff = to_ras(image)
-    m = to_ras(mask)[0] > 0 if mask is not None else None
+    ras = reorient(image)
+    arr, aff = ras.array, ras.affine
+    m = reorient(mask).array > 0 if mask is not None else None
     sp = np.linalg.norm(aff[:3, :3], axis=0)
     vmin, vmax = _window(image.meta.get("modality"), arr)
     if m is not None and m.any():

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
-from ..io import Volume
+from ..io import Volume, reorient
 from ..levels import NA, level_rank, to_verse
 from .anatomy import CHANNELS, TRANSVERSE, assign_levels, canal_frame, classify_branch, vertebra_axis_positions
 from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
@@ -105,11 +105,11 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
     aff = mask.affine.copy()
     aff[:3, 3] = mask.affine[:3, :3] @ lo + mask.affine[:3, 3]
-    crop = _canonical(Volume(binary[sl], aff, {}))
+    crop = reorient(Volume(binary[sl], aff, {}))
     if probabilities is not None:
-        probabilities = _canonical(Volume(probabilities.array[sl], aff, {}))
+        probabilities = reorient(Volume(probabilities.array[sl], aff, {}))
     binary, aff = crop.array, crop.affine
-    vertebrae = _canonical(vertebrae) if vertebrae is not None else None
+    vertebrae = reorient(vertebrae) if vertebrae is not None else None
     spacing = crop.spacing
     cleaned, report = clean_mask(binary, spacing=spacing, min_volume_mm3=opt.min_volume_mm3,
                                  max_hole_mm3=opt.max_hole_mm3)
@@ -163,17 +163,6 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
                       "total": round(time.perf_counter() - t0, 3)},
     })
     return MeasureResult(graph.branches, graph.nodes, graph.degree, rows, summary, warnings)
-
-
-def _canonical(vol: Volume) -> Volume:
-    import nibabel as nib
-
-    ornt = nib.orientations.io_orientation(vol.affine)
-    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
-        return vol
-    arr = np.ascontiguousarray(nib.orientations.apply_orientation(vol.array, ornt))
-    aff = vol.affine @ nib.orientations.inv_ornt_aff(ornt, vol.array.shape)
-    return Volume(arr, aff, dict(vol.meta))
 
 
 def _n_components(mask: np.ndarray) -> int:

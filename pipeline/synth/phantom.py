@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..io import Volume
+from ..io import Volume, reorient
 from .anatomy import SpineAxis, Vertebra, canal_edge_v, level_span, make_vertebrae, superellipse
 from .vessels import CHANNELS, Tube, build_plexus, canal_profile, draw_diameters, dura_geometry, render_tubes
 
@@ -258,14 +258,6 @@ def point_levels(s: np.ndarray, verts: list[Vertebra]) -> list[str]:
     return [verts[i].name for i in np.argmin(np.abs(np.asarray(s)[:, None] - sc[None, :]), axis=1)]
 
 
-def _reorient(arr: np.ndarray, affine: np.ndarray, axcodes: str):
-    img = nib.Nifti1Image(arr, affine)
-    target = nib.orientations.axcodes2ornt(tuple(axcodes))
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine), target)
-    out = img.as_reoriented(ornt)
-    return np.ascontiguousarray(np.asanyarray(out.dataobj)), out.affine.copy()
-
-
 def generate_phantom(cfg: PhantomConfig) -> Phantom:
     """Generate one phantom case from ``cfg`` (deterministic for a given config and seed)."""
     rng = np.random.default_rng(cfg.seed)
@@ -319,8 +311,7 @@ def generate_phantom(cfg: PhantomConfig) -> Phantom:
         vid = np.zeros(shape, dtype=np.uint8)
 
     def vol(a, **meta):
-        arr, affine = _reorient(a, aff, cfg.orientation)
-        return Volume(arr, affine, {"modality": cfg.modality, "warnings": [], **meta})
+        return reorient(Volume(a, aff, {"modality": cfg.modality, "warnings": [], **meta}), cfg.orientation)
 
     centres = {v.name: axis.to_world(0.0, v.canal_ap / 2 + v.depth / 2, v.s_centre).tolist() for v in verts}
     lo_w, hi_w = aff[:3, 3], aff[:3, 3] + np.diag(aff)[:3] * (np.array(shape) - 1)
