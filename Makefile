@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/plexus demo --out demo_output
 
 test: $(STAMP)
+	@bash tests/tools/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 sample-data: $(STAMP)

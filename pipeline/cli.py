@@ -144,8 +144,26 @@ def _run_measure(args) -> int:
     res = measure_case(args.mask, args.out, image_path=args.image, vertebrae_path=args.vertebrae,
                        probabilities_path=args.probabilities, options=opts)
     print(format_table(res.rows))
-    print(f"\nwrote {args.out}/calibre.csv, centerlines.json, measurements.json, qc.png "
+    print(f"\nwrote {args.out}/: calibre.csv, centerlines.json, measurements.json, qc.png, segmentation.seg.nrrd, "
+          f"centerlines.mrk.json, centerlines.vtp, load_in_slicer.py "
           f"({res.summary['timings_s']['total'] if 'timings_s' in res.summary else 0:.1f} s)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- report
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="build OUT_DIR/report.html from the finished cases of OUT_DIR")
+    p.add_argument("out_dir", type=Path, help="folder holding one sub-folder per case")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args) -> int:
+    from .errors import InputError
+    from .export.report import build_report
+
+    if not args.out_dir.is_dir():
+        raise InputError(args.out_dir, "no such folder")
+    print(f"wrote {build_report(args.out_dir)}")
     return 0
 
 
@@ -156,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plexus {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_info, _add_measure, _add_demo):
+    for add in (_add_synth, _add_info, _add_measure, _add_report, _add_demo):
         add(sub)
     return parser
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import InputError
+from .export.report import build_report
 from .export.tables import format_table
 from .io import read_image
 from .measure_case import measure_case
@@ -55,7 +56,8 @@ def run_demo(sample_dir: Path, out_dir: Path) -> int:
         if errs:
             print(f"median diameter vs phantom truth: mean abs error {sum(errs) / len(errs):.3f} mm over "
                   f"{len(errs)} (level, channel) pairs")
-        print(f"outputs: {out}/ (calibre.csv, centerlines.json, measurements.json, qc.png)")
-    print(f"\nOpen in 3D Slicer: drag {Path(out_dir)}/<case>/calibre.csv and the case's image.nii.gz into Slicer; "
-          "see README 'Viewing results in 3D Slicer'.")
+        print(f"outputs: {out}/ (calibre.csv, centerlines.json, measurements.json, qc.png, Slicer files)")
+    report = build_report(out_dir)
+    print(f"\nBatch report: {report.resolve()} (open it in a web browser)")
+    print(f"Open a case in 3D Slicer:  Slicer --python-script {Path(out_dir).resolve()}/<case>/load_in_slicer.py")
     return 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from .export.qc import qc_picture
+from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
 from .export.tables import centerlines_dict, write_measurement_files
 from .io import read_image, read_label_map
 from .postprocess.measure import MeasureOptions, MeasureResult, measure
@@ -16,7 +19,11 @@ log = logging.getLogger("plexus")
 def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str | Path | None = None,
                  vertebrae_path: str | Path | None = None, probabilities_path: str | Path | None = None,
                  options: MeasureOptions | None = None) -> MeasureResult:
-    """Measure ``mask_path`` and write ``calibre.csv``, ``centerlines.json``, ``measurements.json``, ``qc.png``."""
+    """Measure ``mask_path`` and write every output of a case into ``out_dir``.
+
+    ``calibre.csv`` (+ ``.schema.csv``), ``centerlines.json``, ``measurements.json``, ``qc.png`` and, for 3D Slicer,
+    ``segmentation.seg.nrrd``, ``centerlines.mrk.json``, ``centerlines.vtp`` and ``load_in_slicer.py``.
+    """
     options = options or MeasureOptions()
     mask = read_label_map(mask_path)
     vert = read_label_map(vertebrae_path) if vertebrae_path else None
@@ -29,6 +36,12 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
     result = measure(mask, vertebrae=vert, probabilities=prob, options=options)
     out = Path(out_dir)
     write_measurement_files(result, out)
+    write_segmentation(out / "segmentation.seg.nrrd", mask, label=options.label, vertebrae=vert)
+    write_markups(out / "centerlines.mrk.json", result)
+    write_vtp(out / "centerlines.vtp", result)
+    pts = [b.points for b in result.branches]
+    write_loader(out / "load_in_slicer.py", image=image_path,
+                 centre_ras=np.concatenate(pts).mean(0) if pts else None)
     shown = image if image is not None else mask
     qc_picture(shown, out / "qc.png", mask=mask.with_array((mask.array == options.label).astype("uint8")),
                centerlines=[{"points": b["points"], "diameter": b["diameter"]}

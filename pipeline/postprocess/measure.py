@@ -147,7 +147,7 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
         b.data["level"] = assign_levels(s, centroids)
     rows = _rows(graph.branches, cleaned, aff, spacing, list(centroids))
     for r in rows:
-        if r["channel"] in CHANNELS and r["n_points"] == 0:
+        if r["channel"] in CHANNELS and r["n_points"] == 0 and (r["level"] != NA or not centroids):
             warnings.append(f"{mask.path}: {r['level']} {r['channel']}: no measurable centreline")
     n_loops = len(graph.branches) - int((graph.degree > 0).sum()) + _n_components(cleaned)
     summary.update({
