@@ -76,9 +76,9 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
     else:
         cx, cy = arr.shape[0] // 2, arr.shape[1] // 2
         zs = np.linspace(0, arr.shape[2] - 1, 5)[1:4].astype(int)
-    ncol = 5 if calibre_rows else 4
-    fig = plt.figure(figsize=(4.2 * ncol, 8.5), dpi=90)
-    gs = fig.add_gridspec(2, ncol)
+    ratios = [1, 1, 1.3] + ([1.1] if calibre_rows else [])
+    fig = plt.figure(figsize=(4.0 * sum(ratios), 8.5), dpi=90)
+    gs = fig.add_gridspec(2, len(ratios), width_ratios=ratios)
     for i, z in enumerate(zs):
         ax = fig.add_subplot(gs[0 if i < 2 else 1, i % 2 if i < 2 else 0])
         ax.imshow(arr[:, :, z].T, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, aspect=sp[1] / sp[0])
@@ -93,10 +93,10 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
         ax.contour(m[cx].T, [0.5], colors="red", linewidths=0.8)
     ax.set_title("sagittal (anterior right)")
     ax.set_axis_off()
-    ax = fig.add_subplot(gs[:, 2:4])
+    ax = fig.add_subplot(gs[:, 2])
     _coronal(ax, arr, aff, m, centerlines)
     if calibre_rows:
-        _chart(fig.add_subplot(gs[:, 4]), calibre_rows)
+        _chart(fig.add_subplot(gs[:, 3]), calibre_rows)
     fig.suptitle(title or image.path, fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -115,12 +115,12 @@ def _coronal(ax, arr, aff, m, centerlines) -> None:
         dia = np.concatenate([np.asarray(b["diameter"]) for b in centerlines if len(b["points"])])
         sc = ax.scatter(pts[:, 0], pts[:, 2], c=dia, s=4, cmap="viridis", vmin=0, vmax=max(4.0, np.percentile(dia, 98)))
         plt.colorbar(sc, ax=ax, fraction=0.04, label="diameter (mm)")
-        title = "coronal MIP, centrelines by diameter"
+        title = "coronal projection,\ncentrelines coloured by diameter"
     else:
-        title = "coronal MIP of the plexus mask"
+        title = "coronal projection of the plexus mask\n"
     ax.set_xlim(ext[1], ext[0])
     ax.set_aspect("equal")
-    ax.set_title(title + " (patient right on the left)")
+    ax.set_title(title + " (patient's right on the left)")
     ax.set_xlabel("x (mm, RAS)")
     ax.set_ylabel("z (mm, RAS)")
 
@@ -129,6 +129,9 @@ def _chart(ax, rows: list[dict]) -> None:
     from ..levels import level_rank
 
     levels = sorted({r["level"] for r in rows}, key=level_rank)
+    if len(levels) > 1 and "NA" in levels:  # points beyond the labelled vertebrae: not worth a row here
+        levels.remove("NA")
+        rows = [r for r in rows if r["level"] != "NA"]
     y = {lv: i for i, lv in enumerate(levels)}
     for ch, col in CHANNEL_COLOURS.items():
         pts = [(float(r["median_diameter_mm"]), y[r["level"]]) for r in rows if r["channel"] == ch
@@ -141,4 +144,4 @@ def _chart(ax, rows: list[dict]) -> None:
     ax.set_xlabel("median diameter (mm)")
     ax.set_title("calibre per level")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
