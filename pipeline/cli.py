@@ -150,6 +150,55 @@ def _run_measure(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- train
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a segmentation model from a YAML config",
+                       description="Train a MONAI U-Net (plexus = 1, vertebral bone = 2) as the config describes; "
+                                   "writes checkpoints, metrics.csv and TensorBoard logs in output.run_dir and the "
+                                   "model folder at the end.")
+    p.add_argument("--config", required=True, type=Path, help="YAML config (see configs/)")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one dotted key, e.g. train.iterations=200 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from output.run_dir/last.pt")
+    p.add_argument("--stop-after", type=int, help="run this many steps now, checkpoint and stop (resume later)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from .train.config import load_config
+    from .train.loop import train
+
+    cfg = load_config(args.config, args.override)
+    text = args.config.read_text() + ("".join(f"\n# --override {o}" for o in args.override))
+    result = train(cfg, resume=args.resume, stop_after=args.stop_after, config_text=text)
+    print(", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in result.items()))
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="Dice, clDice, HD95, centreline and calibre errors of predictions vs truth")
+    p.add_argument("pred_dir", type=Path, help="predictions: <case>/segmentation.nii.gz or <case>.nii.gz")
+    p.add_argument("truth_dir", type=Path, help="truth: phantom folders <case>/ or <case>.nii.gz")
+    p.add_argument("-o", "--out", type=Path, help="where to write the CSVs (default: PRED_DIR)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from .train.evaluate import evaluate
+
+    for d in (args.pred_dir, args.truth_dir):
+        if not d.is_dir():
+            from .errors import InputError
+
+            raise InputError(d, "no such folder")
+    res = evaluate(args.pred_dir, args.truth_dir, args.out)
+    s = res["summary"]
+    print(f"{s['n_cases']} cases: Dice {s['dice']:.3f}, clDice {s['cldice']:.3f}, HD95 {s['hd95_mm']:.2f} mm, "
+          f"centreline precision {s['centreline_precision']:.3f} / recall {s['centreline_recall']:.3f}, "
+          f"calibre MAE {s['calibre_mae_mm']:.3f} mm")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- report
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="build OUT_DIR/report.html from the finished cases of OUT_DIR")
@@ -174,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plexus {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_info, _add_measure, _add_report, _add_demo):
+    for add in (_add_synth, _add_info, _add_measure, _add_train, _add_evaluate, _add_report, _add_demo):
         add(sub)
     return parser
 

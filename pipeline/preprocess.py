@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import (Compose, CropForegroundd, Invertd, Orientationd, ScaleIntensityRanged,
-                              ScaleIntensityRangePercentilesd, Spacingd)
+from monai.transforms import (Compose, CropForegroundd, Invertd, MapTransform, Orientationd, ScaleIntensityRange,
+                              ScaleIntensityRangePercentiles, Spacingd)
 
 from .io import Volume
 
@@ -88,24 +88,45 @@ def guess_modality(vol: Volume) -> str:
     return "CT" if p1 < -500 and p50 < 400 else "MR"
 
 
-def build_transform(cfg: PreprocessConfig, modality: str) -> Compose:
-    """The forward transform for one modality (dictionary key ``'image'``)."""
-    if modality not in ("CT", "MR"):
-        raise ValueError(f"modality: expected 'CT' or 'MR', got {modality!r}")
-    steps = [Orientationd(keys="image", axcodes=cfg.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-             Spacingd(keys="image", pixdim=cfg.spacing, mode="bilinear", padding_mode="border")]
-    if modality == "CT":
+class ModalityIntensityd(MapTransform):
+    """CT: HU window to [0, 1]; MR: percentile range to [0, 1]; chosen per sample by ``data["modality"]``."""
+
+    def __init__(self, keys, cfg: PreprocessConfig):
+        super().__init__(keys)
         lo, hi = cfg.ct_window
-        steps.append(ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
-    else:
+        self.ct = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
         lo, hi = cfg.mr_percentiles
-        steps.append(ScaleIntensityRangePercentilesd(keys="image", lower=lo, upper=hi, b_min=0.0, b_max=1.0,
-                                                     clip=True))
+        self.mr = ScaleIntensityRangePercentiles(lower=lo, upper=hi, b_min=0.0, b_max=1.0, clip=True)
+
+    def __call__(self, data):
+        d = dict(data)
+        modality = d.get("modality")
+        if modality not in ("CT", "MR"):
+            raise ValueError(f"modality: expected 'CT' or 'MR', got {modality!r}")
+        for key in self.key_iterator(d):
+            d[key] = (self.ct if modality == "CT" else self.mr)(d[key])
+        return d
+
+
+def build_transform(cfg: PreprocessConfig, label_keys: tuple[str, ...] = ()) -> Compose:
+    """The forward transform: key ``'image'`` (+ ``label_keys``, resampled nearest-neighbour).
+
+    The sample dict carries ``'modality'`` ('CT' or 'MR') for the intensity step.
+    """
+    keys = ["image", *label_keys]
+    modes = ["bilinear"] + ["nearest"] * len(label_keys)
+    steps = [Orientationd(keys=keys, axcodes=cfg.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+             Spacingd(keys=keys, pixdim=cfg.spacing, mode=modes, padding_mode="border"),
+             ModalityIntensityd(keys="image", cfg=cfg)]
     if cfg.crop_margin_mm is not None:
         margin = [int(np.ceil(cfg.crop_margin_mm / s)) for s in cfg.spacing]
-        steps.append(CropForegroundd(keys="image", source_key="image", select_fn=lambda x: x > 0.02,
-                                     margin=margin, allow_smaller=True))
+        steps.append(CropForegroundd(keys=keys, source_key="image", select_fn=_foreground, margin=margin,
+                                     allow_smaller=True))
     return Compose(steps)
+
+
+def _foreground(x):
+    return x > 0.02
 
 
 def to_metatensor(vol: Volume) -> MetaTensor:
@@ -116,8 +137,8 @@ def to_metatensor(vol: Volume) -> MetaTensor:
 def preprocess(vol: Volume, cfg: PreprocessConfig, modality: str | None = None) -> Prepared:
     """Put ``vol`` on the model grid (see the module docstring)."""
     modality = modality or guess_modality(vol)
-    transform = build_transform(cfg, modality)
-    out = transform({"image": to_metatensor(vol)})
+    transform = build_transform(cfg)
+    out = transform({"image": to_metatensor(vol), "modality": modality})
     return Prepared(out["image"], transform, vol.shape, vol.affine.copy(), modality)
 
 

@@ -57,7 +57,9 @@ def _axes(T: np.ndarray):
 def canal_frame(points: np.ndarray, tangents: np.ndarray, *, slab_mm: float = 12.0, step_mm: float = 1.0,
                 extend_mm: float = 150.0) -> CanalFrame | None:
     """Estimate the canal frame from centreline ``points`` (N, 3) and unit ``tangents`` (N, 3), RAS mm."""
-    if len(points) < 10:
+    ok = np.all(np.isfinite(points), axis=1) & np.all(np.isfinite(tangents), axis=1)
+    points, tangents = points[ok], tangents[ok]
+    if len(points) < 10 or np.ptp(points, axis=0).max() < 5.0:
         return None
     c0 = points.mean(0)
     _, _, vt = np.linalg.svd(points - c0, full_matrices=False)

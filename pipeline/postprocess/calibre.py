@@ -40,7 +40,8 @@ def _frames(points: np.ndarray, closed: bool):
         t = np.roll(points, -1, 0) - np.roll(points, 1, 0)
     else:
         t = np.gradient(points, axis=0)
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
+    norm = np.linalg.norm(t, axis=1, keepdims=True)
+    t = np.where(norm > 1e-9, t / np.maximum(norm, 1e-9), [[0.0, 0.0, 1.0]])  # a one-point branch: any frame
     ref = np.where(np.abs(t[:, [0]]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
     e1 = np.cross(t, ref)
     e1 /= np.linalg.norm(e1, axis=1, keepdims=True)

@@ -1,0 +1,1 @@
+"""Training (``plexus train``): configs, data, loop, metrics and the model folder."""

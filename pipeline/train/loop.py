@@ -1,0 +1,239 @@
+"""``plexus train``: the training loop, validation, checkpoints and resume.
+
+* a progress bar with loss and speed; validation every ``train.val_every`` steps on whole validation volumes
+  (sliding-window inference): plexus Dice, clDice and, where phantom truth is known, the calibre error of
+  ``plexus measure``;
+* ``metrics.csv`` and TensorBoard logs in the run folder; ``last.pt`` and ``best.pt`` checkpoints with
+  optimiser, scheduler and RNG state; ``--resume`` continues bit-for-bit from ``last.pt`` (samples are a pure
+  function of their index, see :mod:`.data`); Ctrl-C saves ``last.pt`` first;
+* the model folder (weights, ``metadata.json``, model card) at the end, from the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ..atomic import atomic_path, write_text
+from ..inference import pick_device
+from .config import TrainConfig
+from .data import SampleStream, all_cases, augmentation, preprocess_case, split
+from .metrics import validate_case
+from .model_io import build_network, write_model_folder
+
+log = logging.getLogger("plexus")
+
+
+def _autocast(device: torch.device, amp: str):
+    if device.type != "cuda" or amp == "off":
+        return torch.autocast(device_type=device.type, enabled=False), None
+    dtype = torch.bfloat16 if amp in ("auto", "bf16") and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast(device_type="cuda", dtype=dtype), scaler
+
+
+def _schedule(cfg: TrainConfig):
+    total, warm = cfg.train.iterations, cfg.optim.warmup_iterations
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, total - warm)
+        if cfg.optim.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        if cfg.optim.schedule == "poly":
+            return (1 - min(t, 1.0)) ** 0.9
+        return 1.0
+    return factor
+
+
+def _loss(cfg: TrainConfig):
+    from monai.losses import DiceCELoss, SoftclDiceLoss
+
+    w = torch.tensor(cfg.loss.class_weights, dtype=torch.float32) if cfg.loss.class_weights else None
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=cfg.loss.dice_weight,
+                         lambda_ce=cfg.loss.ce_weight, weight=w)
+    cl = SoftclDiceLoss(iter_=3, smooth=1.0) if cfg.loss.cldice_weight > 0 else None
+
+    def fn(logits, target):
+        loss = dice_ce(logits, target)
+        if cl is not None:
+            prob = torch.softmax(logits.float(), 1)[:, 1:2]
+            loss = loss + cfg.loss.cldice_weight * cl((target == 1).float(), prob)
+        return loss
+    return fn
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = None,
+          config_text: str | None = None) -> dict:
+    """Run (or resume) a training; return the final metrics. ``stop_after``: steps to run now, then stop."""
+    run = Path(cfg.output.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    write_text(run / "config.yaml", config_text or yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    _seed_everything(cfg.train.seed, cfg.train.deterministic)
+    device = pick_device(cfg.train.device)
+    cases = all_cases(cfg)
+    train_cases, val_cases = split(cases, cfg.data.val_fraction, cfg.data.split_seed)
+    log.info("%d training and %d validation cases; device %s", len(train_cases), len(val_cases), device)
+    cached = [preprocess_case(c, cfg) for c in _progress(train_cases, "preprocessing")]
+    val = [(c, preprocess_case(c, cfg)) for c in val_cases[: cfg.train.val_cases]]
+    model = build_network(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    autocast, scaler = _autocast(device, cfg.train.amp)
+    loss_fn = _loss(cfg)
+    state = {"step": 0, "best": -1.0, "best_metrics": {}}
+    if resume and (run / "last.pt").exists():
+        state = _load(run / "last.pt", model, opt, sched, scaler, device)
+        log.info("resumed from step %d", state["step"])
+    B = cfg.train.batch_size
+    stream = SampleStream(cached, augmentation(cfg.augment, cfg.train.patch_size, cfg.train.pos_fraction),
+                          cfg.train.seed, cfg.train.iterations * B)
+    subset = torch.utils.data.Subset(stream, range(state["step"] * B, cfg.train.iterations * B))
+    loader = torch.utils.data.DataLoader(subset, batch_size=B, shuffle=False, num_workers=cfg.train.num_workers,
+                                         persistent_workers=False, pin_memory=device.type == "cuda")
+    writer = _tensorboard(run)
+    metrics_path = run / "metrics.csv"
+    end = cfg.train.iterations if stop_after is None else min(cfg.train.iterations, state["step"] + stop_after)
+    from tqdm import tqdm
+
+    bar = tqdm(total=end - state["step"], desc="training", unit="step", dynamic_ncols=True)
+    wait = busy = 0.0
+    t_last = time.perf_counter()
+    model.train()
+    try:
+        for batch in loader:
+            if state["step"] >= end:
+                break
+            t_data = time.perf_counter()
+            wait += t_data - t_last
+            x, y = batch["image"].to(device), batch["label"].to(device)
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                loss = loss_fn(model(x), y)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            sched.step()
+            state["step"] += 1
+            t_last = time.perf_counter()
+            busy += t_last - t_data
+            row = {"step": state["step"], "loss": float(loss.detach()), "lr": opt.param_groups[0]["lr"],
+                   "sec_per_step": (wait + busy) / max(bar.n + 1, 1), "data_wait_fraction": wait / max(wait + busy, 1e-9)}
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
+            if state["step"] % cfg.train.val_every == 0 or state["step"] == cfg.train.iterations:
+                row.update(_validate(model, val, cfg, device))
+                model.train()
+                score = row.get("val_dice", 0.0)
+                if score > state["best"]:
+                    state["best"], state["best_metrics"] = score, {k: v for k, v in row.items() if k.startswith("val_")}
+                    _save(run / "best.pt", model, opt, sched, scaler, state, cfg)
+                _save(run / "last.pt", model, opt, sched, scaler, state, cfg)
+                bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                                if k.startswith("val_")))
+            _log_row(metrics_path, row, writer)
+            t_last = time.perf_counter()  # validation and logging are not data wait
+    except KeyboardInterrupt:
+        _save(run / "last.pt", model, opt, sched, scaler, state, cfg)
+        bar.close()
+        log.warning("interrupted at step %d: saved %s; continue with --resume", state["step"], run / "last.pt")
+        raise
+    bar.close()
+    _save(run / "last.pt", model, opt, sched, scaler, state, cfg)
+    if writer is not None:
+        writer.close()
+    result = {"step": state["step"], **state["best_metrics"]}
+    if state["step"] >= cfg.train.iterations:
+        src = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
+        folder = cfg.output.model_dir or Path("models") / cfg.output.name
+        write_model_folder(folder, torch.load(src, map_location="cpu", weights_only=False), cfg,
+                           config_text=(run / "config.yaml").read_text())
+        result["model_dir"] = str(folder)
+        log.info("wrote model folder %s", folder)
+    return result
+
+
+def _progress(items, desc):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="case", dynamic_ncols=True)
+
+
+@torch.no_grad()
+def _validate(model, val, cfg: TrainConfig, device) -> dict:
+    model.eval()
+    scores = [validate_case(model, case, item, cfg, device) for case, item in val]
+    out = {}
+    for key in scores[0] if scores else []:
+        vals = [s[key] for s in scores if s.get(key) is not None and np.isfinite(s[key])]
+        if vals:
+            out[key] = float(np.mean(vals))
+    return out
+
+
+def _tensorboard(run: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; an environment without it still trains
+        log.warning("tensorboard is not installed: metrics go to metrics.csv only")
+        return None
+    return SummaryWriter(str(run / "tensorboard"))
+
+
+def _log_row(path: Path, row: dict, writer) -> None:
+    keys = ["step", "loss", "lr", "sec_per_step", "data_wait_fraction", "val_dice", "val_dice_bone", "val_cldice",
+            "val_calibre_mae"]
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+    if writer is not None:
+        for k, v in row.items():
+            if k != "step":
+                writer.add_scalar(k, v, row["step"])
+
+
+def _save(path: Path, model, opt, sched, scaler, state, cfg) -> None:
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None, "state": state,
+            "config": cfg.model_dump(mode="json"), "rng": {"torch": torch.get_rng_state(),
+                                                           "numpy": np.random.get_state(), "python": random.getstate()}}
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def _load(path: Path, model, opt, sched, scaler, device) -> dict:
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    np.random.set_state(ckpt["rng"]["numpy"])
+    random.setstate(ckpt["rng"]["python"])
+    return ckpt["state"]

@@ -1,0 +1,90 @@
+"""Segmentation metrics (Dice, clDice, HD95, centreline precision/recall) and validation of one case."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import torch
+from skimage.morphology import skeletonize
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks (1.0 when both are empty)."""
+    s = pred.sum() + truth.sum()
+    return 1.0 if s == 0 else float(2 * np.logical_and(pred, truth).sum() / s)
+
+
+def cldice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Centreline Dice (Shit et al., CVPR 2021): harmonic mean of topology precision and sensitivity."""
+    if not pred.any() or not truth.any():
+        return 1.0 if pred.any() == truth.any() else 0.0
+    sp, st = skeletonize(pred), skeletonize(truth)
+    tprec = np.logical_and(sp, truth).sum() / max(sp.sum(), 1)
+    tsens = np.logical_and(st, pred).sum() / max(st.sum(), 1)
+    return float(2 * tprec * tsens / max(tprec + tsens, 1e-9))
+
+
+def hd95(pred: np.ndarray, truth: np.ndarray, spacing) -> float:
+    """95th-percentile symmetric surface distance, mm (inf when one mask is empty)."""
+    from scipy import ndimage
+
+    if not pred.any() or not truth.any():
+        return float("inf")
+    sp = tuple(float(s) for s in spacing)
+    surf_p = pred & ~ndimage.binary_erosion(pred)
+    surf_t = truth & ~ndimage.binary_erosion(truth)
+    dt_t = ndimage.distance_transform_edt(~surf_t, sampling=sp)
+    dt_p = ndimage.distance_transform_edt(~surf_p, sampling=sp)
+    return float(np.percentile(np.concatenate([dt_t[surf_p], dt_p[surf_t]]), 95))
+
+
+def centreline_precision_recall(pred: np.ndarray, truth: np.ndarray, spacing, tol_mm: float = 1.5):
+    """Fraction of predicted skeleton within ``tol_mm`` of the true skeleton, and the converse."""
+    from scipy import ndimage
+
+    if not pred.any() or not truth.any():
+        return 0.0, 0.0
+    sp = tuple(float(s) for s in spacing)
+    sk_p, sk_t = skeletonize(pred), skeletonize(truth)
+    d_t = ndimage.distance_transform_edt(~sk_t, sampling=sp)
+    d_p = ndimage.distance_transform_edt(~sk_p, sampling=sp)
+    return float((d_t[sk_p] <= tol_mm).mean()), float((d_p[sk_t] <= tol_mm).mean())
+
+
+def calibre_errors(rows: list[dict], truth_csv) -> list[float]:
+    """Measured minus true median diameter for every (level, channel) of the truth (NaN where missing)."""
+    got = {(r["level"], r["channel"]): r["median_diameter_mm"] for r in rows}
+    out = []
+    for r in csv.DictReader(open(truth_csv)):
+        v = got.get((r["level"], r["channel"]), float("nan"))
+        out.append(float(v) - float(r["median_diameter_mm"]))
+    return out
+
+
+@torch.no_grad()
+def predict(model, image: torch.Tensor, patch, overlap: float, device) -> np.ndarray:
+    """Class map (argmax) of a (1, X, Y, Z) image with Gaussian-blended sliding windows."""
+    from monai.inferers import sliding_window_inference
+
+    logits = sliding_window_inference(image[None].float().to(device), roi_size=patch, sw_batch_size=2,
+                                      predictor=model, overlap=overlap, mode="gaussian")
+    return logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+
+
+def validate_case(model, case, item: dict, cfg, device) -> dict:
+    """Dice (plexus, bone), clDice and, with phantom truth, calibre MAE of one preprocessed case."""
+    from ..io import Volume
+    from ..postprocess.measure import measure
+
+    pred = predict(model, item["image"], cfg.train.patch_size, cfg.train.sw_overlap, device)
+    truth = item["label"][0].numpy()
+    out = {"val_dice": dice(pred == 1, truth == 1), "val_dice_bone": dice(pred == 2, truth == 2),
+           "val_cldice": cldice(pred == 1, truth == 1)}
+    if case.truth_dir is not None and "vertebrae" in item and (case.truth_dir / "truth_calibre.csv").exists():
+        aff = np.asarray(item["image"].affine, dtype=np.float64)
+        res = measure(Volume((pred == 1).astype(np.uint8), aff, {"warnings": [], "path": case.case_id}),
+                      vertebrae=Volume(item["vertebrae"][0].numpy().astype(np.int16), aff, {"warnings": []}))
+        errs = np.abs(calibre_errors(res.rows, case.truth_dir / "truth_calibre.csv"))
+        out["val_calibre_mae"] = float(np.nanmean(errs)) if np.isfinite(errs).any() else float("nan")
+    return out
