@@ -150,6 +150,36 @@ def _run_measure(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- infer
+def _add_infer(sub) -> None:
+    p = sub.add_parser("infer", help="segment and measure a batch of scans with a trained model",
+                       description="Segment the plexus in every input scan and measure it. INPUT: image files, DICOM "
+                                   "series folders, folders of scans (one case each), glob patterns, or a CSV/TXT "
+                                   "list (CSV columns image[,case_id,vertebrae]). Exit code 0 when every case "
+                                   "succeeded, 1 when some failed (listed in run.json), 2 on a usage error.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder (one sub-folder per case)")
+    p.add_argument("--model", type=Path, default=Path("models/plexus_phantom"), help="model folder")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--vertebrae", help="vertebra map (one case) or folder of maps named by case id (levels)")
+    p.add_argument("--modality", choices=["auto", "ct", "mr"], default="auto", help="default: from DICOM tags "
+                   "or intensities (stated in measurements.json)")
+    p.add_argument("--series", help="DICOM SeriesInstanceUID to read from series folders")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the model's)")
+    p.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
+    p.add_argument("--save-probabilities", action="store_true", help="also write probabilities.nii.gz")
+    p.add_argument("--overwrite", action="store_true", help="redo cases that are already finished")
+    p.set_defaults(func=_run_infer)
+
+
+def _run_infer(args) -> int:
+    from .batch import run_batch
+
+    if args.overlap is not None and not 0 <= args.overlap < 1:
+        raise ValueError(f"--overlap: expected a value in [0, 1), got {args.overlap}")
+    return run_batch(args.inputs, args.out, args)
+
+
 # ---------------------------------------------------------------------------------------------- train
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a segmentation model from a YAML config",
@@ -223,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plexus {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_info, _add_measure, _add_train, _add_evaluate, _add_report, _add_demo):
+    for add in (_add_synth, _add_info, _add_infer, _add_measure, _add_train, _add_evaluate, _add_report, _add_demo):
         add(sub)
     return parser
 

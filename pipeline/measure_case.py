@@ -10,7 +10,7 @@ import numpy as np
 from .export.qc import qc_picture
 from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
 from .export.tables import centerlines_dict, write_measurement_files
-from .io import read_image, read_label_map
+from .io import Volume, read_image, read_label_map
 from .postprocess.measure import MeasureOptions, MeasureResult, measure
 
 log = logging.getLogger("plexus")
@@ -19,12 +19,7 @@ log = logging.getLogger("plexus")
 def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str | Path | None = None,
                  vertebrae_path: str | Path | None = None, probabilities_path: str | Path | None = None,
                  options: MeasureOptions | None = None) -> MeasureResult:
-    """Measure ``mask_path`` and write every output of a case into ``out_dir``.
-
-    ``calibre.csv`` (+ ``.schema.csv``), ``centerlines.json``, ``measurements.json``, ``qc.png`` and, for 3D Slicer,
-    ``segmentation.seg.nrrd``, ``centerlines.mrk.json``, ``centerlines.vtp`` and ``load_in_slicer.py``.
-    """
-    options = options or MeasureOptions()
+    """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir``."""
     mask = read_label_map(mask_path)
     vert = read_label_map(vertebrae_path) if vertebrae_path else None
     prob = read_image(probabilities_path) if probabilities_path else None
@@ -33,20 +28,34 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
         from .errors import InputError
 
         raise InputError(image_path, f"image grid {image.shape} differs from the mask's {mask.shape}")
-    result = measure(mask, vertebrae=vert, probabilities=prob, options=options)
+    return measure_volumes(mask, out_dir, image=image, vertebrae=vert, probabilities=prob, options=options,
+                           title=Path(mask_path).name)
+
+
+def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None = None, vertebrae: Volume | None = None,
+                    probabilities: Volume | None = None, options: MeasureOptions | None = None,
+                    title: str = "") -> MeasureResult:
+    """Measure ``mask`` and write every output of a case into ``out_dir``.
+
+    ``calibre.csv`` (+ ``.schema.csv``), ``centerlines.json``, ``measurements.json``, ``qc.png`` and, for 3D Slicer,
+    ``segmentation.seg.nrrd``, ``centerlines.mrk.json``, ``centerlines.vtp`` and ``load_in_slicer.py``.
+    """
+    options = options or MeasureOptions()
+    result = measure(mask, vertebrae=vertebrae, probabilities=probabilities, options=options)
     out = Path(out_dir)
     write_measurement_files(result, out)
-    write_segmentation(out / "segmentation.seg.nrrd", mask, label=options.label, vertebrae=vert)
+    write_segmentation(out / "segmentation.seg.nrrd", mask, label=options.label, vertebrae=vertebrae)
     write_markups(out / "centerlines.mrk.json", result)
     write_vtp(out / "centerlines.vtp", result)
     pts = [b.points for b in result.branches]
-    write_loader(out / "load_in_slicer.py", image=image_path,
+    image_path = image.meta.get("path") if image is not None else None
+    write_loader(out / "load_in_slicer.py", image=image_path if image_path and Path(image_path).exists() else None,
                  centre_ras=np.concatenate(pts).mean(0) if pts else None)
     shown = image if image is not None else mask
     qc_picture(shown, out / "qc.png", mask=mask.with_array((mask.array == options.label).astype("uint8")),
                centerlines=[{"points": b["points"], "diameter": b["diameter"]}
                             for b in centerlines_dict(result)["branches"]],
-               calibre_rows=result.rows, title=f"{Path(mask_path).name}: plexus calibre"
+               calibre_rows=result.rows, title=f"{title or mask.path}: plexus calibre"
                f" ({result.summary.get('levels_source', '')})")
     for w in result.warnings:
         log.warning("warning: %s", w)

@@ -37,3 +37,16 @@ def small_ct_phantom():
 
     return generate_phantom(PhantomConfig(modality="CT", levels=("L4", "S1"), spacing=(1.0, 1.0, 1.0), seed=101,
                                           fov_lr=40, fov_back=40, fov_front=45))
+
+
+@pytest.fixture(scope="session")
+def smoke_model_dir(tmp_path_factory):
+    """A model folder trained with configs/smoke.yaml (seconds): real weights, useless predictions."""
+    from pipeline.train.config import load_config
+    from pipeline.train.loop import train
+
+    tmp = tmp_path_factory.mktemp("smoke_model")
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", [f"output.run_dir={tmp / 'run'}",
+                                                        f"output.model_dir={tmp / 'model'}"])
+    train(cfg)
+    return tmp / "model"

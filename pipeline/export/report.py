@@ -66,7 +66,7 @@ def build_report(out_dir: str | Path, failures: dict[str, str] | None = None) ->
     run = out / "run.json"
     if run.exists():
         failures.update({f["case_id"]: f["error"] for f in json.loads(run.read_text()).get("failures", [])})
-    cases = sorted(p.parent for p in out.glob("*/measurements.json"))
+    cases = sorted(p.parent for p in out.glob("*/measurements.json") if not p.parent.name.startswith("."))
     trs = []
     for case in cases:
         rows = _read_rows(case / "calibre.csv")

@@ -1,0 +1,317 @@
+"""``plexus infer``: batch inference over files, DICOM folders, folders of scans, globs and lists.
+
+Batch safety: every case is written into a hidden ``.<case>.partial-PID`` folder and renamed to ``<case>/``
+only when all its files are complete, so an interrupted run (Ctrl-C, kill, full disk) never leaves a
+finished-looking partial case; finished cases are skipped on re-run (``--overwrite`` redoes them); a case is
+claimed by an atomic lock so two runs on one output folder never write the same case; a bad case is reported
+and the batch goes on. ``summary.csv`` and ``run.json`` are rebuilt from every finished case at the end.
+The next case is read and preprocessed in a background thread while the network runs on the current one.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .atomic import write_text
+from .errors import InputError
+from .export.report import build_report
+from .export.tables import calibre_csv_text
+from .io import _sniff, read_image, read_label_map, write_image
+
+log = logging.getLogger("plexus")
+IMAGE_EXTS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+DONE = ".complete"
+
+
+@dataclass
+class CaseInput:
+    case_id: str
+    path: Path
+    vertebrae: Path | None = None
+    error: str | None = None          # a problem found while listing the inputs
+
+
+@dataclass
+class RunRecord:
+    started: float = field(default_factory=time.time)
+    cases: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)
+
+
+def case_id_of(path: Path) -> str:
+    name = path.name
+    for ext in IMAGE_EXTS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _is_dicom_dir(path: Path) -> bool:
+    for f in sorted(path.iterdir())[:20]:
+        if f.is_file():
+            try:
+                if _sniff(f) == "dicom":
+                    return True
+            except InputError:
+                continue
+    return False
+
+
+def discover(inputs: list[str], vertebrae: str | None = None) -> list[CaseInput]:
+    """Cases from files, DICOM series folders, folders of scans, glob patterns and CSV/TXT lists."""
+    cases: list[CaseInput] = []
+    for item in inputs:
+        if any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item))
+            if not matches:
+                cases.append(CaseInput(case_id_of(Path(item)), Path(item), error="glob pattern matches nothing"))
+            cases += [c for m in matches for c in discover([m])]
+            continue
+        p = Path(item)
+        if not p.exists():
+            cases.append(CaseInput(case_id_of(p), p, error="no such file or folder"))
+        elif p.is_file() and p.suffix.lower() in (".csv", ".txt"):
+            cases += _from_list(p)
+        elif p.is_dir() and not _is_dicom_dir(p):
+            for child in sorted(p.iterdir()):
+                if child.name.startswith("."):
+                    continue
+                if child.is_dir() and _is_dicom_dir(child):
+                    cases.append(CaseInput(child.name, child))
+                elif child.is_file() and child.name.lower().endswith(IMAGE_EXTS[:-1]):
+                    cases.append(CaseInput(case_id_of(child), child))
+        else:
+            cases.append(CaseInput(p.name if p.is_dir() else case_id_of(p), p))
+    seen: dict[str, int] = {}
+    for c in cases:  # unique case ids
+        n = seen[c.case_id] = seen.get(c.case_id, 0) + 1
+        if n > 1:
+            c.case_id = f"{c.case_id}_{n}"
+    if vertebrae:
+        _match_vertebrae(cases, Path(vertebrae))
+    return cases
+
+
+def _from_list(path: Path) -> list[CaseInput]:
+    out = []
+    text = path.read_text().splitlines()
+    if path.suffix.lower() == ".csv" and text and "image" in text[0]:
+        for row in csv.DictReader(text):
+            img = (path.parent / row["image"]).resolve()
+            vert = (path.parent / row["vertebrae"]).resolve() if row.get("vertebrae") else None
+            out.append(CaseInput(row.get("case_id") or case_id_of(img), img, vert,
+                                 None if img.exists() else "no such file or folder"))
+    else:
+        for line in text:
+            line = line.strip().split(",")[0]
+            if line and not line.startswith("#"):
+                img = (path.parent / line).resolve()
+                out.append(CaseInput(case_id_of(img), img, error=None if img.exists() else "no such file or folder"))
+    return out
+
+
+def _match_vertebrae(cases: list[CaseInput], vert: Path) -> None:
+    if vert.is_file():
+        if len(cases) != 1:
+            raise InputError(vert, "one vertebra map given for several cases; give a folder of maps named by case id")
+        cases[0].vertebrae = vert
+        return
+    if not vert.is_dir():
+        raise InputError(vert, "no such file or folder")
+    files = [f for f in vert.iterdir() if f.is_file()]
+    for c in cases:
+        exact = [f for f in files if case_id_of(f) == c.case_id]
+        loose = [f for f in files if case_id_of(f).startswith(c.case_id)]
+        c.vertebrae = c.vertebrae or (exact or loose or [None])[0]
+
+
+class _Claim:
+    """An atomic per-case lock (``mkdir``); a lock left by a dead process is taken over."""
+
+    def __init__(self, out: Path, case_id: str):
+        self.path = out / f".{case_id}.lock"
+
+    def acquire(self) -> bool:
+        try:
+            self.path.mkdir()
+        except FileExistsError:
+            try:
+                pid = int((self.path / "pid").read_text())
+            except (OSError, ValueError):
+                pid = -1
+            if _alive(pid):
+                return False          # a live run holds it
+            shutil.rmtree(self.path, ignore_errors=True)
+            return self.acquire()
+        (self.path / "pid").write_text(str(os.getpid()))
+        return True
+
+    def release(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def clean_stale(out: Path) -> int:
+    """Remove what dead runs left behind (``.<case>.partial-PID``/``.old-PID`` folders); return how many."""
+    n = 0
+    for p in out.glob(".*.*-*"):
+        kind, _, pid = p.name.rpartition("-")
+        if (kind.endswith(".partial") or kind.endswith(".old")) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n
+
+
+def finished(out: Path, case_id: str) -> bool:
+    """True when ``out/<case_id>/`` holds a complete case (written atomically, see the module docstring)."""
+    return (out / case_id / DONE).exists()
+
+
+def process_case(case: CaseInput, image, model, meta, out: Path, args, timings: dict) -> None:
+    """Segment, measure and export one case into ``out/<case_id>/`` atomically."""
+    from .inference import segment
+    from .measure_case import measure_volumes
+
+    t0 = time.perf_counter()
+    seg = segment(image, model, meta, device=args.device_obj, modality=args.modality_name, tta=args.tta,
+                  overlap=args.overlap, keep_probabilities=True)
+    timings["network_s"] = round(time.perf_counter() - t0, 3)
+    t1 = time.perf_counter()
+    tmp = out / f".{case.case_id}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    labels = seg.labels
+    write_image(labels, tmp / "segmentation.nii.gz")
+    prob = image.with_array(seg.probabilities[1].astype(np.float32))
+    if args.save_probabilities:
+        write_image(prob, tmp / "probabilities.nii.gz")
+    vert = read_label_map(case.vertebrae) if case.vertebrae else None
+    measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, title=case.case_id)
+    meas = json.loads((tmp / "measurements.json").read_text())
+    meas.update({"case_id": case.case_id, "input": str(case.path), "modality": seg.modality,
+                 "model": meta.get("name"), "vertebrae": str(case.vertebrae) if case.vertebrae else None})
+    write_text(tmp / "measurements.json", json.dumps(meas, indent=2, default=float))
+    (tmp / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+    final = out / case.case_id
+    if final.exists():  # --overwrite: swap the old folder out only once the new one is complete
+        old = out / f".{case.case_id}.old-{os.getpid()}"
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+    timings["postprocess_s"] = round(time.perf_counter() - t1, 3)
+    timings["modality"] = seg.modality
+
+
+def run_batch(inputs: list[str], out: Path, args) -> int:
+    """Run the batch; return 0 when every case succeeded, 1 when some failed."""
+    from tqdm import tqdm
+
+    from .inference import pick_device
+    from .train.model_io import load_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise InputError(out, "output folder is not writable")
+    if clean_stale(out):
+        log.info("removed partial outputs left by an interrupted run")
+    cases = discover(inputs, args.vertebrae)
+    if not cases:
+        raise InputError(inputs[0] if inputs else ".", "no input scans found")
+    args.device_obj = pick_device(args.device)
+    model, meta = load_model(args.model, args.device_obj)
+    args.modality_name = None if args.modality == "auto" else args.modality.upper()
+    record = RunRecord()
+    todo = [c for c in cases if c.error or args.overwrite or not finished(out, c.case_id)]
+    skipped = len(cases) - len(todo)
+    if skipped:
+        log.info("%d finished cases skipped (use --overwrite to redo them)", skipped)
+    pool = ThreadPoolExecutor(max_workers=1)
+
+    def load(c: CaseInput):
+        if c.error:
+            raise InputError(c.path, c.error)
+        return read_image(c.path, series=args.series)
+
+    pending = pool.submit(load, todo[0]) if todo else None
+    bar = tqdm(total=len(todo), desc="cases", unit="case", dynamic_ncols=True)
+    try:
+        for k, case in enumerate(todo):
+            timings: dict = {}
+            t0 = time.perf_counter()
+            claim = _Claim(out, case.case_id)
+            current, pending = pending, (pool.submit(load, todo[k + 1]) if k + 1 < len(todo) else None)
+            try:
+                image = current.result()   # read while the previous case ran; the next one loads now
+                timings["read_s"] = round(time.perf_counter() - t0, 3)
+                if not claim.acquire():
+                    log.info("%s: being processed by another run, skipped", case.case_id)
+                    continue
+                bar.set_postfix_str(case.case_id)
+                process_case(case, image, model, meta, out, args, timings)
+                timings["total_s"] = round(time.perf_counter() - t0, 3)
+                record.cases[case.case_id] = timings
+            except (InputError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+                msg = str(exc) if isinstance(exc, InputError) else f"{case.path}: {type(exc).__name__}: {exc}"
+                record.failures.append({"case_id": case.case_id, "input": str(case.path), "error": msg})
+                bar.write(f"error: {msg}")
+            finally:
+                claim.release()
+                bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        _finish(out, cases, record, meta, args)
+        raise
+    bar.close()
+    pool.shutdown()
+    _finish(out, cases, record, meta, args)
+    n_ok = sum(finished(out, c.case_id) for c in cases)
+    print(f"{n_ok} of {len(cases)} cases finished, {len(record.failures)} failed; outputs in {out}/ "
+          f"(summary.csv, run.json, report.html)")
+    return 1 if record.failures else 0
+
+
+def _finish(out: Path, cases: list[CaseInput], record: RunRecord, meta: dict, args) -> None:
+    """Rebuild summary.csv, run.json and report.html from every finished case of ``out``."""
+    parts = []
+    for d in sorted(p.parent for p in out.glob(f"*/{DONE}") if not p.parent.name.startswith(".")):
+        rows = list(csv.DictReader(open(d / "calibre.csv")))
+        for r in rows:
+            for k, v in r.items():
+                if k not in ("level", "channel", "n_points"):
+                    r[k] = float(v) if v else float("nan")
+            r["n_points"] = int(r["n_points"])
+        text = calibre_csv_text(rows, first={"case_id": d.name})
+        parts.append(text.split("\n", 1) if parts else [text.split("\n", 1)[0], text.split("\n", 1)[1]])
+    if parts:
+        write_text(out / "summary.csv", parts[0][0] + "\n" + "".join(p[1] for p in parts))
+    import torch
+
+    run = {"plexus_version": __version__, "torch": torch.__version__, "model": str(args.model),
+           "model_name": meta.get("name"), "device": str(args.device_obj),
+           "gpu": torch.cuda.get_device_name(args.device_obj) if args.device_obj.type == "cuda" else None,
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.started)),
+           "wall_s": round(time.time() - record.started, 2), "n_inputs": len(cases),
+           "timings": record.cases, "failures": record.failures}
+    write_text(out / "run.json", json.dumps(run, indent=2))
+    build_report(out)
