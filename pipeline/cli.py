@@ -103,13 +103,14 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the pipeline on the shipped sample data")
     p.add_argument("--sample-dir", type=Path, default=Path("sample_data"), help="folder of sample cases")
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
+    p.add_argument("--model", type=Path, default=Path("models/plexus_phantom"), help="model folder")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.sample_dir, args.out)
+    return run_demo(args.sample_dir, args.out, args.model)
 
 
 # -------------------------------------------------------------------------------------------- measure

@@ -1,33 +1,21 @@
 """``plexus demo``: the main job on the shipped sample cases (``make demo``).
 
-For every case of ``sample_data/``: load the scan, put it on the model grid (orientation, spacing,
-intensity), measure the plexus mask with its vertebra map, write every output and print the per-level
-calibre table beside the phantom's truth.
+Runs ``plexus infer`` with the shipped model on ``sample_data/cases.csv`` (a CT and an MR phantom with
+their vertebra maps), then prints, for each case, the per-level calibre table beside the phantom's truth and
+the Dice of the segmentation against the true plexus mask.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
-import logging
-import time
 from pathlib import Path
 
+import numpy as np
+
 from .errors import InputError
-from .export.report import build_report
 from .export.tables import format_table
-from .io import read_image
-from .measure_case import measure_case
-from .preprocess import PreprocessConfig, preprocess
-
-log = logging.getLogger("plexus")
-
-
-def sample_cases(sample_dir: Path) -> list[Path]:
-    """Case folders of ``sample_dir`` (each holds an ``image.nii.gz``)."""
-    cases = sorted(p.parent for p in Path(sample_dir).glob("*/image.nii.gz"))
-    if not cases:
-        raise InputError(sample_dir, "no sample cases (folders with image.nii.gz) found")
-    return cases
+from .io import read_label_map
 
 
 def _truth(case: Path) -> dict:
@@ -37,27 +25,40 @@ def _truth(case: Path) -> dict:
     return {(r["level"], r["channel"]): float(r["median_diameter_mm"]) for r in csv.DictReader(open(path))}
 
 
-def run_demo(sample_dir: Path, out_dir: Path) -> int:
-    """Run the pipeline on every sample case; return the exit code."""
-    for case in sample_cases(sample_dir):
-        t0 = time.perf_counter()
-        vol = read_image(case / "image.nii.gz")
-        prep = preprocess(vol, PreprocessConfig())
-        out = Path(out_dir) / case.name
-        res = measure_case(case / "plexus_mask.nii.gz", out, image_path=case / "image.nii.gz",
-                           vertebrae_path=case / "vertebrae.nii.gz")
+def run_demo(sample_dir: Path, out_dir: Path, model: Path = Path("models/plexus_phantom")) -> int:
+    """Run the pipeline on every sample case; return the exit code of the batch."""
+    from .batch import run_batch
+
+    listing = Path(sample_dir) / "cases.csv"
+    if not listing.exists():
+        raise InputError(listing, "no sample case list")
+    args = argparse.Namespace(model=model, device="auto", vertebrae=None, modality="auto", series=None, overlap=None,
+                              tta=False, save_probabilities=False, overwrite=True)
+    code = run_batch([str(listing)], Path(out_dir), args)
+    for row in csv.DictReader(open(listing)):
+        case = (listing.parent / row["image"]).parent
+        out = Path(out_dir) / row["case_id"]
+        if not (out / "calibre.csv").exists():
+            continue
+        rows = list(csv.DictReader(open(out / "calibre.csv")))
+        for r in rows:
+            for k in r:
+                if k not in ("level", "channel"):
+                    r[k] = float(r[k]) if r[k] else float("nan")
+            r["n_points"] = int(r["n_points"])
+        print(f"\n== {row['case_id']}: calibre per level and channel (mm)")
+        print(format_table(rows))
         truth = _truth(case)
-        print(f"\n== {case.name}: {prep.modality} {vol.shape} {''.join(vol.axcodes)}, spacing "
-              f"{tuple(round(float(s), 2) for s in vol.spacing)} mm -> model grid {tuple(prep.image.shape[1:])}; "
-              f"{time.perf_counter() - t0:.1f} s")
-        print(format_table(res.rows))
-        errs = [abs(r["median_diameter_mm"] - truth[(r["level"], r["channel"])]) for r in res.rows
-                if (r["level"], r["channel"]) in truth]
-        if errs:
-            print(f"median diameter vs phantom truth: mean abs error {sum(errs) / len(errs):.3f} mm over "
-                  f"{len(errs)} (level, channel) pairs")
-        print(f"outputs: {out}/ (calibre.csv, centerlines.json, measurements.json, qc.png, Slicer files)")
-    report = build_report(out_dir)
-    print(f"\nBatch report: {report.resolve()} (open it in a web browser)")
-    print(f"Open a case in 3D Slicer:  Slicer --python-script {Path(out_dir).resolve()}/<case>/load_in_slicer.py")
-    return 0
+        errs = [abs(r["median_diameter_mm"] - truth[(r["level"], r["channel"])]) for r in rows
+                if (r["level"], r["channel"]) in truth and np.isfinite(r["median_diameter_mm"])]
+        seg = read_label_map(out / "segmentation.nii.gz").array == 1
+        true_mask = read_label_map(case / "plexus_mask.nii.gz").array == 1
+        dice = 2 * np.logical_and(seg, true_mask).sum() / max(seg.sum() + true_mask.sum(), 1)
+        missing = len(truth) - len(errs)
+        if truth:
+            print(f"vs phantom truth: plexus Dice {dice:.3f}; median diameter mean abs error "
+                  f"{np.mean(errs) if errs else float('nan'):.3f} mm over {len(errs)} (level, channel) pairs"
+                  + (f", {missing} not measured" if missing else ""))
+        print(f"outputs: {out}/  — open in 3D Slicer:  Slicer --python-script {out.resolve()}/load_in_slicer.py")
+    print(f"\nBatch report: {(Path(out_dir) / 'report.html').resolve()} (open it in a web browser)")
+    return code

@@ -154,7 +154,7 @@ def invert(prep: Prepared, data: np.ndarray | torch.Tensor, *, nearest: bool) ->
     if t.ndim != 4 or tuple(t.shape[1:]) != tuple(prep.image.shape[1:]):
         raise ValueError(f"data: expected (C, {', '.join(map(str, prep.image.shape[1:]))}), got {tuple(t.shape)}")
     dtype = t.dtype
-    pred = MetaTensor(t.float(), affine=prep.image.affine.clone())
+    pred = MetaTensor(t.float())  # Invertd copies the geometry and recorded operations from the image
     inv = Invertd(keys="pred", transform=prep.transform, orig_keys="image", nearest_interp=nearest,
                   to_tensor=True)
     res = inv({"pred": pred, "image": prep.image})["pred"]

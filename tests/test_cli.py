@@ -49,9 +49,10 @@ def test_shipped_samples_are_what_the_generator_makes():
         np.testing.assert_allclose(shipped.affine, ph.mask.affine, atol=1e-4)
 
 
-def test_demo_runs_on_the_samples(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+def test_demo_runs_on_the_samples(tmp_path, capsys, smoke_model_dir):
+    assert main(["demo", "--out", str(tmp_path), "--model", str(smoke_model_dir)]) == 0
     out = capsys.readouterr().out
-    assert "mean abs error" in out
+    assert "vs phantom truth: plexus Dice" in out and "load_in_slicer.py" in out
     for case in ("ct_phantom", "mr_phantom"):
         assert (tmp_path / case / "calibre.csv").exists() and (tmp_path / case / "qc.png").exists()
+    assert (tmp_path / "report.html").exists() and (tmp_path / "summary.csv").exists()

@@ -144,4 +144,5 @@ def _chart(ax, rows: list[dict]) -> None:
     ax.set_xlabel("median diameter (mm)")
     ax.set_title("calibre per level")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)

@@ -1,0 +1,88 @@
+"""End-to-end speed of ``plexus infer`` beside the bare network on the same input.
+
+A lumbar CT phantom of about 140 x 140 x 270 voxels (and optionally more cases) is run (1) through the bare
+network: preprocessing done beforehand, only MONAI sliding-window inference timed; (2) through the whole
+``plexus infer`` (read, preprocess, network, inverse resampling, measurement, every export, QC picture),
+in one run on the same machine. The ratio of the two is the pipeline's overhead (target: <= 1.3x on GPU where
+the network dominates; on 2 CPU cores reported as measured).
+
+Usage: ``python bench/infer_speed.py [--model models/plexus_phantom] [--device auto] [--cases 1] [--no-doc]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from common import ROOT, git_rev, machine, update_doc
+
+from pipeline.batch import run_batch
+from pipeline.inference import pick_device
+from pipeline.io import write_image
+from pipeline.preprocess import PreprocessConfig, preprocess
+from pipeline.synth import PhantomConfig, generate_phantom
+from pipeline.train.model_io import load_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--cases", type=int, default=1)
+    ap.add_argument("--no-doc", action="store_true")
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    model, meta = load_model(args.model, device)
+    with tempfile.TemporaryDirectory() as tmp:
+        files, net_times = [], []
+        for k in range(args.cases):
+            ph = generate_phantom(PhantomConfig(levels=("L2", "S1"), spacing=(0.8, 0.8, 0.8), seed=700000 + k,
+                                                fov_lr=55, fov_back=50, fov_front=60))
+            files.append(write_image(ph.image, Path(tmp) / f"lumbar_{k}.nii.gz"))
+            prep = preprocess(ph.image, PreprocessConfig.from_dict(meta["preprocess"]))
+            from monai.inferers import sliding_window_inference
+
+            x = prep.image[None].float().to(device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                sliding_window_inference(x, tuple(meta["inference"]["patch_size"]), 4, model,
+                                         overlap=meta["inference"]["overlap"], mode="gaussian")
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            net_times.append(time.perf_counter() - t0)
+            shape = ph.image.shape
+        ns = argparse.Namespace(model=args.model, device=args.device, vertebrae=None, modality="auto", series=None,
+                                overlap=None, tta=False, save_probabilities=False, overwrite=True)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        run_batch([str(f) for f in files], Path(tmp) / "out", ns)
+        total = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    per_case = total / args.cases
+    net = sum(net_times) / len(net_times)
+    table = (f"| input | device | bare network (s) | plexus infer end to end (s/case) | ratio | peak GPU memory |\n"
+             f"|---|---|---|---|---|---|\n| lumbar CT phantom {'x'.join(map(str, shape))} at 0.8 mm, {args.cases} case(s) | "
+             f"{device} | {net:.1f} | {per_case:.1f} | {per_case / net:.2f}x | "
+             f"{'-' if peak != peak else f'{peak:.2f} GiB'} |")
+    print(table)
+    if not args.no_doc:
+        update_doc(f"infer_speed_{device.type}", f"""## Inference speed on {device.type.upper()} (`bench/infer_speed.py`)
+
+Command: `python bench/infer_speed.py --device {args.device} --cases {args.cases}` (commit {git_rev()}; {machine()}).
+Bare network = MONAI sliding-window inference on the preprocessed volume; end to end = `plexus infer`
+(read, preprocess, network, inverse resampling, measurement, all exports and the QC picture), same input,
+same run. Target on 2 CPU cores: a lumbar CT of about 140 x 140 x 270 voxels in under 60 s.
+
+{table}
+""")
+
+
+if __name__ == "__main__":
+    main()
