@@ -5,7 +5,8 @@ only when all its files are complete, so an interrupted run (Ctrl-C, kill, full 
 finished-looking partial case; finished cases are skipped on re-run (``--overwrite`` redoes them); a case is
 claimed by an atomic lock so two runs on one output folder never write the same case; a bad case is reported
 and the batch goes on. ``summary.csv`` and ``run.json`` are rebuilt from every finished case at the end.
-The next case is read and preprocessed in a background thread while the network runs on the current one.
+The next case is read in a background thread while the network runs on the current one, and with
+``--workers N`` (default: 1 on GPU, 0 on CPU) measurement and exports run in worker processes meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import logging
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,29 +188,32 @@ def finished(out: Path, case_id: str) -> bool:
     return (out / case_id / DONE).exists()
 
 
-def process_case(case: CaseInput, image, model, meta, out: Path, args, timings: dict) -> None:
-    """Segment, measure and export one case into ``out/<case_id>/`` atomically."""
+def segment_case(image, model, meta, args):
+    """The network part of a case (main process: it holds the model and the device)."""
     from .inference import segment
+
+    return segment(image, model, meta, device=args.device_obj, modality=args.modality_name, tta=args.tta,
+                   overlap=args.overlap, keep_probabilities=True)
+
+
+def finish_case(case: CaseInput, image, labels, prob_plexus: np.ndarray, modality: str, model_name: str, out: Path,
+                save_probabilities: bool) -> dict:
+    """Measure and export one segmented case into ``out/<case_id>/`` atomically (runs in a worker process)."""
     from .measure_case import measure_volumes
 
-    t0 = time.perf_counter()
-    seg = segment(image, model, meta, device=args.device_obj, modality=args.modality_name, tta=args.tta,
-                  overlap=args.overlap, keep_probabilities=True)
-    timings["network_s"] = round(time.perf_counter() - t0, 3)
     t1 = time.perf_counter()
     tmp = out / f".{case.case_id}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    labels = seg.labels
     write_image(labels, tmp / "segmentation.nii.gz")
-    prob = image.with_array(seg.probabilities[1].astype(np.float32))
-    if args.save_probabilities:
+    prob = image.with_array(prob_plexus)
+    if save_probabilities:
         write_image(prob, tmp / "probabilities.nii.gz")
     vert = read_label_map(case.vertebrae) if case.vertebrae else None
     measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, title=case.case_id)
     meas = json.loads((tmp / "measurements.json").read_text())
-    meas.update({"case_id": case.case_id, "input": str(case.path), "modality": seg.modality,
-                 "model": meta.get("name"), "vertebrae": str(case.vertebrae) if case.vertebrae else None})
+    meas.update({"case_id": case.case_id, "input": str(case.path), "modality": modality, "model": model_name,
+                 "vertebrae": str(case.vertebrae) if case.vertebrae else None})
     write_text(tmp / "measurements.json", json.dumps(meas, indent=2, default=float))
     (tmp / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
     final = out / case.case_id
@@ -219,8 +224,7 @@ def process_case(case: CaseInput, image, model, meta, out: Path, args, timings: 
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(final)
-    timings["postprocess_s"] = round(time.perf_counter() - t1, 3)
-    timings["modality"] = seg.modality
+    return {"postprocess_s": round(time.perf_counter() - t1, 3), "modality": modality}
 
 
 def run_batch(inputs: list[str], out: Path, args) -> int:
@@ -254,7 +258,29 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
         return read_image(c.path, series=args.series)
 
     pending = pool.submit(load, todo[0]) if todo else None
+    workers = args.workers if getattr(args, "workers", None) is not None else int(args.device_obj.type == "cuda")
+    post = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 0 else None
+    inflight: list = []
     bar = tqdm(total=len(todo), desc="cases", unit="case", dynamic_ncols=True)
+
+    def fail(case: CaseInput, exc: BaseException) -> None:
+        msg = str(exc) if isinstance(exc, InputError) else f"{case.path}: {type(exc).__name__}: {exc}"
+        record.failures.append({"case_id": case.case_id, "input": str(case.path), "error": msg})
+        bar.write(f"error: {msg}")
+
+    def collect(block: bool) -> None:
+        while inflight and (block or inflight[0][2].done()):
+            case, claim, fut, timings, t0 = inflight.pop(0)
+            try:
+                timings.update(fut.result())
+                timings["total_s"] = round(time.perf_counter() - t0, 3)
+                record.cases[case.case_id] = timings
+            except Exception as exc:  # reported per case; the batch goes on
+                fail(case, exc)
+            finally:
+                claim.release()
+                bar.update(1)
+
     try:
         for k, case in enumerate(todo):
             timings: dict = {}
@@ -266,22 +292,41 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                 timings["read_s"] = round(time.perf_counter() - t0, 3)
                 if not claim.acquire():
                     log.info("%s: being processed by another run, skipped", case.case_id)
+                    bar.update(1)
                     continue
                 bar.set_postfix_str(case.case_id)
-                process_case(case, image, model, meta, out, args, timings)
-                timings["total_s"] = round(time.perf_counter() - t0, 3)
-                record.cases[case.case_id] = timings
+                t1 = time.perf_counter()
+                seg = segment_case(image, model, meta, args)
+                timings["network_s"] = round(time.perf_counter() - t1, 3)
+                job = (case, image, seg.labels, seg.probabilities[1].astype(np.float32), seg.modality,
+                       meta.get("name"), out, args.save_probabilities)
             except (InputError, ValueError, RuntimeError, OSError, MemoryError) as exc:
-                msg = str(exc) if isinstance(exc, InputError) else f"{case.path}: {type(exc).__name__}: {exc}"
-                record.failures.append({"case_id": case.case_id, "input": str(case.path), "error": msg})
-                bar.write(f"error: {msg}")
-            finally:
+                fail(case, exc)
                 claim.release()
                 bar.update(1)
+                continue
+            if post is not None:  # measurement and exports overlap the network on the next case
+                inflight.append((case, claim, post.submit(finish_case, *job), timings, t0))
+                collect(block=len(inflight) > workers)
+            else:
+                fut = Future()
+                try:
+                    fut.set_result(finish_case(*job))
+                except (InputError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+                    fut.set_exception(exc)
+                inflight.append((case, claim, fut, timings, t0))
+                collect(block=True)
+        collect(block=True)
     except KeyboardInterrupt:
         bar.close()
+        for case, claim, *_ in inflight:
+            claim.release()
+        if post is not None:
+            post.shutdown(wait=False, cancel_futures=True)
         _finish(out, cases, record, meta, args)
         raise
+    if post is not None:
+        post.shutdown()
     bar.close()
     pool.shutdown()
     _finish(out, cases, record, meta, args)

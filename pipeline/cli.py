@@ -170,12 +170,16 @@ def _add_infer(sub) -> None:
     p.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities.nii.gz")
     p.add_argument("--overwrite", action="store_true", help="redo cases that are already finished")
+    p.add_argument("--workers", type=int, help="processes measuring and exporting while the network runs on the "
+                   "next case (default: 1 on GPU, 0 on CPU, where they would only compete for the cores)")
     p.set_defaults(func=_run_infer)
 
 
 def _run_infer(args) -> int:
     from .batch import run_batch
 
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers: expected 0 or more, got {args.workers}")
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise ValueError(f"--overlap: expected a value in [0, 1), got {args.overlap}")
     return run_batch(args.inputs, args.out, args)

@@ -17,3 +17,6 @@ class InputError(PlexusError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):  # picklable across worker processes
+        return (type(self), (self.path, self.problem))

@@ -114,3 +114,16 @@ def test_cuda_device_without_gpu_is_an_error_and_auto_falls_back(scans, smoke_mo
 def test_missing_model_folder_is_a_clear_error(scans, tmp_path, capsys):
     code = main(["infer", str(scans / "case_RAS.nii.gz"), "-o", str(tmp_path / "o"), "--model", str(tmp_path)])
     assert code == 2 and "not a model folder" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_same_outputs(scans, smoke_model_dir, tmp_path):
+    inputs = [scans / "case_RAS.nii.gz", scans / "case_PIR.nii.gz"]
+    assert _infer([*inputs, "-o", tmp_path / "inline", "--workers", "0"], smoke_model_dir) == 0
+    assert _infer([*inputs, "-o", tmp_path / "pool", "--workers", "1"], smoke_model_dir) == 0
+    for case in ("case_RAS", "case_PIR"):
+        a = (tmp_path / "inline" / case / "calibre.csv").read_text()
+        b = (tmp_path / "pool" / case / "calibre.csv").read_text()
+        assert a == b
+    run = json.loads((tmp_path / "pool" / "run.json").read_text())
+    assert set(run["timings"]) == {"case_RAS", "case_PIR"}
+    assert all("postprocess_s" in t and "network_s" in t for t in run["timings"].values())

@@ -82,3 +82,29 @@ def test_model_folder_faults_are_clear(tmp_path):
         load_model(folder)
     with pytest.raises(InputError, match="not a model folder"):
         load_model(tmp_path)
+
+
+def test_ctrl_c_saves_last_checkpoint_then_resume_finishes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "int"
+    cmd = [sys.executable, "-m", "pipeline.cli", "-q", "train", "--config", str(SMOKE),
+           "--override", f"output.run_dir={run}", "--override", f"output.model_dir={tmp_path / 'int_model'}",
+           "--override", "train.iterations=400", "--override", "train.val_every=1000"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "metrics.csv").exists():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    step = torch.load(run / "last.pt", weights_only=False)["state"]["step"]
+    assert 0 < step < 400
+    assert main(["-q", "train", "--config", str(SMOKE), "--resume", "--override", f"output.run_dir={run}",
+                 "--override", f"output.model_dir={tmp_path / 'int_model'}", "--override", "train.iterations=400",
+                 "--override", "train.val_every=1000"]) == 0
+    assert torch.load(run / "last.pt", weights_only=False)["state"]["step"] == 400
+    assert (tmp_path / "int_model" / "model.pt").exists()
