@@ -2,7 +2,7 @@
 
 Frangi (scikit-image, bright tubes, sigmas 0.5-2.5 mm) computed on the model-grid image, restricted to the
 spinal canal (given to Frangi for free: the true plexus dilated by 5 mm, a generous canal ROI a user would
-draw by hand), thresholded at the value that maximises the mean Dice on training phantoms (seeds 1000+, as in
+draw by hand), thresholded per modality at the value that maximises the mean Dice on training phantoms (seeds 1000+, as in
 configs/phantom.yaml), then scored on the same held-out phantoms as ``bench/model_eval.py`` (seeds 800000+).
 
 Usage: ``python bench/seg_vs_frangi.py [--model models/plexus_phantom] [--no-doc]``
@@ -47,18 +47,23 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=4, help="training phantoms used to tune the threshold")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
-    tune = [vesselness(phantom(*CASES[k % len(CASES)], seed=1000 + k)) for k in range(args.tune)]
-    levels = np.quantile(np.concatenate([v[v > 0] for v, _ in tune]), np.linspace(0.5, 0.995, 60))
-    scores = [np.mean([dice(v > t, m) for v, m in tune]) for t in levels]
-    thr = float(levels[int(np.argmax(scores))])
-    print(f"Frangi threshold {thr:.4g} (training Dice {max(scores):.3f})")
+    tune: dict[str, list] = {"CT": [], "MR": []}
+    for k in range(args.tune):
+        ph = phantom(*CASES[k % len(CASES)], seed=1000 + k)
+        tune[ph.config.modality].append(vesselness(ph))
+    thr = {}
+    for mod, pairs in tune.items():  # one threshold per modality: Frangi responses scale with intensity
+        levels = np.quantile(np.concatenate([v[v > 0] for v, _ in pairs]), np.linspace(0.5, 0.995, 60))
+        scores = [np.mean([dice(v > t, m) for v, m in pairs]) for t in levels]
+        thr[mod] = float(levels[int(np.argmax(scores))])
+        print(f"Frangi threshold {mod} {thr[mod]:.4g} (training Dice {max(scores):.3f})")
     model, meta = load_model(args.model)
     lines = ["| case | modality | model Dice | model clDice | Frangi Dice | Frangi clDice |", "|---|---|---|---|---|---|"]
     agg = {"model": [], "frangi": []}
     for k, (preset, sp, orient) in enumerate(CASES):
         ph = phantom(preset, sp, orient, 800000 + k)
         v, truth = vesselness(ph)
-        fr = v > thr
+        fr = v > thr[ph.config.modality]
         pred = segment(ph.image, model, meta).labels.array == 1
         row = (dice(pred, truth), cldice(pred, truth), dice(fr, truth), cldice(fr, truth))
         agg["model"].append(row[:2])
@@ -74,7 +79,8 @@ def main() -> None:
 
 Command: `python bench/seg_vs_frangi.py` (commit {git_rev()}; {machine()}). Frangi (scikit-image, bright
 ridges, sigmas 0.5/1/1.5/2.5 mm) restricted to a canal ROI it gets for free (the true plexus dilated by 5 mm),
-threshold tuned for Dice on {args.tune} training phantoms ({thr:.4g}); both methods scored on the held-out
+threshold tuned for Dice per modality on {args.tune} training phantoms
+({", ".join(f"{m} {v:.4g}" for m, v in thr.items())}); both methods scored on the held-out
 phantoms of `bench/model_eval.py`.
 
 {summary}

@@ -61,7 +61,7 @@ def write_segmentation(path: str | Path, mask: Volume, *, label: int = 1, verteb
            "containedRepresentationNames": ["Binary labelmap"], "masterRepresentation": "Binary labelmap",
            "encoding": "gzip"}
     with atomic_path(path) as tmp:
-        slicerio.write_segmentation(str(tmp), seg)
+        slicerio.write_segmentation(str(tmp), seg, compression_level=1)  # labelmaps compress well anyway
     return Path(path)
 
 
