@@ -23,7 +23,6 @@ from skimage.morphology import skeletonize
 
 from common import bench_configs, git_rev, machine, score, update_doc
 
-from pipeline.postprocess.anatomy import CHANNELS
 from pipeline.postprocess.measure import measure
 from pipeline.synth import generate_phantom
 

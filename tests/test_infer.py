@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +15,7 @@ from pipeline.batch import discover
 from pipeline.cli import main
 from pipeline.io import read_image, reorient, write_image
 from pipeline.synth import PhantomConfig, generate_phantom
-from tests.conftest import ROOT, SAMPLE_DATA, shared
+from tests.conftest import ROOT, shared
 
 
 @pytest.fixture(scope="module")

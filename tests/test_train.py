@@ -19,7 +19,7 @@ SMOKE = ROOT / "configs" / "smoke.yaml"
 
 def _cfg(tmp, name, *extra):
     return load_config(SMOKE, [f"output.run_dir={tmp / name}", f"output.model_dir={tmp / (name + '_model')}",
-                               f"data.synthetic.seed=500", *extra])
+                               "data.synthetic.seed=500", *extra])
 
 
 def test_smoke_trains_and_writes_a_loadable_model(tmp_path):

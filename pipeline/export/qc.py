@@ -71,10 +71,10 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
     vmin, vmax = _window(image.meta.get("modality"), arr)
     if m is not None and m.any():
         idx = np.argwhere(m)
-        cx, cy = (int(round(c)) for c in np.median(idx[:, :2], axis=0))
+        cx = int(round(float(np.median(idx[:, 0]))))
         zs = np.linspace(idx[:, 2].min(), idx[:, 2].max(), 5)[1:4].astype(int)
     else:
-        cx, cy = arr.shape[0] // 2, arr.shape[1] // 2
+        cx = arr.shape[0] // 2
         zs = np.linspace(0, arr.shape[2] - 1, 5)[1:4].astype(int)
     ratios = [1, 1, 1.3] + ([1.1] if calibre_rows else [])
     fig = plt.figure(figsize=(4.0 * sum(ratios), 8.5), dpi=90)

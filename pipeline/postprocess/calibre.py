@@ -79,7 +79,6 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
     # along the vessel is unbiased (voxel volume / length); linear interpolation would shave the corners.
     # A probability map is interpolated linearly and its fractions integrated.
     binary = bool(np.isin(field[field > 0][:10000], (1.0,)).all())
-    order = 0 if binary else 1
     grow = max(1, int(np.ceil(2 * sp.max() / delta)))  # blurred partial-volume tails reach ~2 voxels out
     radii = []
     typical: dict[int, list[float]] = {}

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io import Volume, reorient
-from .anatomy import SpineAxis, Vertebra, canal_edge_v, level_span, make_vertebrae, superellipse
+from .anatomy import SpineAxis, Vertebra, level_span, make_vertebrae, superellipse
 from .vessels import CHANNELS, Tube, build_plexus, canal_profile, draw_diameters, dura_geometry, render_tubes
 
 # tissue codes of the internal label image
