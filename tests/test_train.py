@@ -108,3 +108,14 @@ def test_ctrl_c_saves_last_checkpoint_then_resume_finishes(tmp_path):
                  "--override", "train.val_every=1000"]) == 0
     assert torch.load(run / "last.pt", weights_only=False)["state"]["step"] == 400
     assert (tmp_path / "int_model" / "model.pt").exists()
+
+
+def test_warm_start_from_a_model_folder(tmp_path):
+    train(_cfg(tmp_path, "stage1"))
+    cfg = _cfg(tmp_path, "stage2", f"model.init_from={tmp_path / 'stage1_model'}")
+    train(cfg, stop_after=0)
+    start = torch.load(tmp_path / "stage1_model" / "model.pt", weights_only=True)
+    now = torch.load(tmp_path / "stage2" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(start[k], now[k]) for k in start)
+    with pytest.raises(InputError, match="not a model folder"):
+        train(_cfg(tmp_path, "stage3", f"model.init_from={tmp_path}"), stop_after=0)

@@ -76,6 +76,7 @@ class ModelConfig(_Strict):
     strides: list[int] = [2, 2, 2]
     num_res_units: int = 1
     dropout: float = Field(0.0, ge=0, lt=1)
+    init_from: Path | None = None    # warm start: a model folder with the same network (a training stage)
 
     @model_validator(mode="after")
     def _shape(self):
@@ -176,4 +177,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         p = getattr(cfg.data, attr)
         if p is not None and not p.is_absolute():
             setattr(cfg.data, attr, (base / p).resolve())
+    if cfg.model.init_from is not None and not cfg.model.init_from.is_absolute():
+        cfg.model.init_from = (base / cfg.model.init_from).resolve()
     return cfg

@@ -95,6 +95,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = No
     cached = [preprocess_case(c, cfg) for c in _progress(train_cases, "preprocessing")]
     val = [(c, preprocess_case(c, cfg)) for c in val_cases[: cfg.train.val_cases]]
     model = build_network(cfg.model).to(device)
+    if cfg.model.init_from is not None and not (resume and (run / "last.pt").exists()):
+        from .model_io import load_model
+
+        start, _ = load_model(cfg.model.init_from)   # checksum and architecture checked
+        model.load_state_dict(start.state_dict())
+        log.info("initialised from %s", cfg.model.init_from)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     autocast, scaler = _autocast(device, cfg.train.amp)

@@ -110,7 +110,7 @@ def load_model(folder: str | Path, device: torch.device | str = "cpu") -> tuple[
     if sha256(weights) != meta["weights"]["sha256"]:
         raise InputError(weights, "weights do not match the checksum in metadata.json (corrupted or replaced)")
     net = meta["network"]
-    mc = ModelConfig(**{k: v for k, v in net.items() if k in ModelConfig.model_fields})
+    mc = ModelConfig(**{k: v for k, v in net.items() if k in ModelConfig.model_fields and k != "init_from"})
     model = build_network(mc, out_channels=int(net["out_channels"]))
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
