@@ -57,6 +57,10 @@ def test_config_errors_name_the_key(tmp_path, capsys):
         load_config(bad)
     with pytest.raises(InputError, match="train.batch_size"):
         load_config(SMOKE, ["train.batch_size=0"])
+    with pytest.raises(InputError, match="preprocess.*unknown key 'spaceing'"):
+        load_config(SMOKE, ["preprocess.spaceing=[1,1,1]"])
+    with pytest.raises(InputError, match="preprocess.*spacing"):
+        load_config(SMOKE, ["preprocess.spacing=[1,0,1]"])
     with pytest.raises(InputError, match="patch_size"):
         load_config(SMOKE, ["train.patch_size=[30,32,32]"])
     assert main(["train", "--config", str(bad)]) == 2

@@ -6,6 +6,7 @@ as YAML, e.g. ``train.iterations=200`` or ``model.channels=[8,16,32]``). See ``c
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import InputError
+from ..preprocess import PreprocessConfig
 
 
 class _Strict(BaseModel):
@@ -49,14 +51,6 @@ class DataConfig(_Strict):
         if (self.images is None) != (self.labels is None):
             raise ValueError("data: images and labels folders go together")
         return self
-
-
-class PreprocessSection(_Strict):
-    spacing: tuple[float, float, float] = (0.8, 0.8, 0.8)
-    orientation: str = "RAS"
-    ct_window: tuple[float, float] = (-250.0, 750.0)
-    mr_percentiles: tuple[float, float] = (0.5, 99.8)
-    crop_margin_mm: float | None = 8.0
 
 
 class AugmentConfig(_Strict):
@@ -132,7 +126,7 @@ class TrainConfig(_Strict):
     """A whole training run."""
 
     data: DataConfig
-    preprocess: PreprocessSection = PreprocessSection()
+    preprocess: dict = PreprocessConfig().to_dict()   # the fields of pipeline.preprocess.PreprocessConfig
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -140,6 +134,16 @@ class TrainConfig(_Strict):
     train: TrainSection = TrainSection()
     output: OutputConfig = OutputConfig()
     classes: dict[int, str] = {0: "background", 1: "epidural venous plexus", 2: "vertebral bone"}
+
+    @field_validator("preprocess")
+    @classmethod
+    def _preprocess(cls, v: dict) -> dict:
+        """Checked by PreprocessConfig itself (one definition for training and inference)."""
+        known = {f.name for f in dataclasses.fields(PreprocessConfig)}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return PreprocessConfig.from_dict({**PreprocessConfig().to_dict(), **v}).to_dict()
 
 
 def _set(d: dict, dotted: str, value) -> None:

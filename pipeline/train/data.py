@@ -153,7 +153,7 @@ def preprocess_case(case: Case, cfg: TrainConfig) -> dict:
     """A case on the model grid (the same transform as inference, labels nearest-neighbour)."""
     d = load_case(case, cfg.data.label_map)
     keys = ("label", "vertebrae") if "vertebrae" in d else ("label",)
-    pre = PreprocessConfig(**cfg.preprocess.model_dump())
+    pre = PreprocessConfig.from_dict(cfg.preprocess)
     out = build_transform(pre, label_keys=keys)(d)
     out["label"] = out["label"].to(torch.uint8)
     return out

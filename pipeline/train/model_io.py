@@ -56,7 +56,7 @@ def write_model_folder(folder: str | Path, checkpoint: dict, cfg: TrainConfig, *
         "name": cfg.output.name, "plexus_version": __version__, "format": 1,
         "inputs": {"channels": 1, "modalities": ["CT", "MR"]},
         "outputs": {"classes": {str(k): v for k, v in cfg.classes.items()}, "activation": "softmax"},
-        "preprocess": {**cfg.preprocess.model_dump(mode="json")},
+        "preprocess": dict(cfg.preprocess),
         "network": {"framework": "monai", **cfg.model.model_dump(mode="json"), "out_channels": len(cfg.classes)},
         "inference": {"patch_size": list(cfg.train.patch_size), "overlap": cfg.train.sw_overlap, "blend": "gaussian"},
         "training": {"steps": state["step"], "best_validation": state["best_metrics"], "config": config_text},
