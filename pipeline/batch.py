@@ -12,13 +12,15 @@ The next case is read in a background thread while the network runs on the curre
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import json
 import logging
+import multiprocessing
 import os
 import shutil
+import sys
 import time
-import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ import numpy as np
 
 from . import __version__
 from .atomic import write_text
-from .errors import InputError
+from .errors import InputError, OutputError, PlexusError
 from .export.report import build_report
 from .export.tables import calibre_csv_text
 from .io import _sniff, read_image, read_label_map, write_image
@@ -144,6 +146,7 @@ class _Claim:
 
     def __init__(self, out: Path, case_id: str):
         self.path = out / f".{case_id}.lock"
+        self.held = False
 
     def acquire(self) -> bool:
         try:
@@ -158,10 +161,14 @@ class _Claim:
             shutil.rmtree(self.path, ignore_errors=True)
             return self.acquire()
         (self.path / "pid").write_text(str(os.getpid()))
+        self.held = True
         return True
 
     def release(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Drop the lock if this run holds it (never another run's)."""
+        if self.held:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.held = False
 
 
 def _alive(pid: int) -> bool:
@@ -183,6 +190,17 @@ def clean_stale(out: Path) -> int:
     return n
 
 
+def check_writable(out: Path) -> None:
+    """Create ``out`` and prove a file can be written there (``os.access`` says yes to root on a read-only disk)."""
+    probe = out / f".plexus-write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(out, f"output folder is not writable ({exc.strerror or type(exc).__name__})") from None
+
+
 def finished(out: Path, case_id: str) -> bool:
     """True when ``out/<case_id>/`` holds a complete case (written atomically, see the module docstring)."""
     return (out / case_id / DONE).exists()
@@ -196,34 +214,62 @@ def segment_case(image, model, meta, args):
                    overlap=args.overlap, keep_probabilities=True)
 
 
-def finish_case(case: CaseInput, image, labels, prob_plexus: np.ndarray, modality: str, model_name: str, out: Path,
-                save_probabilities: bool) -> dict:
-    """Measure and export one segmented case into ``out/<case_id>/`` atomically (runs in a worker process)."""
+def _content_warnings(case: CaseInput, labels) -> list[str]:
+    """Say so when the model found no plexus, or no spine at all (results of such a case mean little)."""
+    bone_ml = float((labels.array == 2).sum()) * float(np.prod(labels.spacing)) / 1000.0
+    plexus = bool((labels.array == 1).any())
+    if bone_ml < 1.0:
+        return [f"{case.path}: {'' if plexus else 'no plexus and '}no vertebral bone found "
+                f"({bone_ml:.2f} ml); is there a spine in this scan?"]
+    return [] if plexus else [f"{case.path}: no plexus found (the model found {bone_ml:.0f} ml of vertebral bone)"]
+
+
+def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_name, tmp: Path,
+                save_probabilities: bool) -> None:
     from .measure_case import measure_volumes
 
-    t1 = time.perf_counter()
-    tmp = out / f".{case.case_id}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     write_image(labels, tmp / "segmentation.nii.gz")
     prob = image.with_array(prob_plexus)
     if save_probabilities:
         write_image(prob, tmp / "probabilities.nii.gz")
     vert = read_label_map(case.vertebrae) if case.vertebrae else None
+    labels.meta["warnings"] = [*labels.meta.get("warnings", []), *_content_warnings(case, labels)]
     measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, title=case.case_id)
     meas = json.loads((tmp / "measurements.json").read_text())
     meas.update({"case_id": case.case_id, "input": str(case.path), "modality": modality, "model": model_name,
                  "vertebrae": str(case.vertebrae) if case.vertebrae else None})
     write_text(tmp / "measurements.json", json.dumps(meas, indent=2, default=float))
     (tmp / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
-    final = out / case.case_id
-    if final.exists():  # --overwrite: swap the old folder out only once the new one is complete
-        old = out / f".{case.case_id}.old-{os.getpid()}"
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename a complete case folder into place (``--overwrite``: the old one goes only once the new is complete)."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
         final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(final)
+
+
+def finish_case(case: CaseInput, image, labels, prob_plexus: np.ndarray, modality: str, model_name: str, out: Path,
+                save_probabilities: bool) -> dict:
+    """Measure and export one segmented case into ``out/<case_id>/`` atomically (runs in a worker process)."""
+    t1 = time.perf_counter()
+    tmp = out / f".{case.case_id}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        _write_case(case, image, labels, prob_plexus, modality, model_name, tmp, save_probabilities)
+        _publish(tmp, out / case.case_id)
+    except BaseException as exc:  # nothing of a failed or interrupted case is kept
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OutputError(out, f"disk full while writing case {case.case_id}; the case was not kept") from None
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise OutputError(out, f"cannot write case {case.case_id} ({exc.strerror})") from None
+        raise
     return {"postprocess_s": round(time.perf_counter() - t1, 3), "modality": modality}
 
 
@@ -234,9 +280,7 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
     from .inference import pick_device
     from .train.model_io import load_model
 
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise InputError(out, "output folder is not writable")
+    check_writable(out)
     if clean_stale(out):
         log.info("removed partial outputs left by an interrupted run")
     cases = discover(inputs, args.vertebrae)
@@ -264,9 +308,9 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
     bar = tqdm(total=len(todo), desc="cases", unit="case", dynamic_ncols=True)
 
     def fail(case: CaseInput, exc: BaseException) -> None:
-        msg = str(exc) if isinstance(exc, InputError) else f"{case.path}: {type(exc).__name__}: {exc}"
+        msg = str(exc) if isinstance(exc, PlexusError) else f"{case.path}: {type(exc).__name__}: {exc}"
         record.failures.append({"case_id": case.case_id, "input": str(case.path), "error": msg})
-        bar.write(f"error: {msg}")
+        bar.write(f"error: {msg}", file=sys.stderr)
 
     def collect(block: bool) -> None:
         while inflight and (block or inflight[0][2].done()):
@@ -281,6 +325,7 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                 claim.release()
                 bar.update(1)
 
+    claim = None
     try:
         for k, case in enumerate(todo):
             timings: dict = {}
@@ -294,13 +339,18 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                     log.info("%s: being processed by another run, skipped", case.case_id)
                     bar.update(1)
                     continue
+                if not (case.error or args.overwrite) and finished(out, case.case_id):
+                    claim.release()  # another run finished it since this one listed the cases
+                    log.info("%s: finished by another run, skipped", case.case_id)
+                    bar.update(1)
+                    continue
                 bar.set_postfix_str(case.case_id)
                 t1 = time.perf_counter()
                 seg = segment_case(image, model, meta, args)
                 timings["network_s"] = round(time.perf_counter() - t1, 3)
                 job = (case, image, seg.labels, seg.probabilities[1].astype(np.float32), seg.modality,
                        meta.get("name"), out, args.save_probabilities)
-            except (InputError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+            except (PlexusError, ValueError, RuntimeError, OSError, MemoryError) as exc:
                 fail(case, exc)
                 claim.release()
                 bar.update(1)
@@ -312,15 +362,16 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                 fut = Future()
                 try:
                     fut.set_result(finish_case(*job))
-                except (InputError, ValueError, RuntimeError, OSError, MemoryError) as exc:
+                except (PlexusError, ValueError, RuntimeError, OSError, MemoryError) as exc:
                     fut.set_exception(exc)
                 inflight.append((case, claim, fut, timings, t0))
                 collect(block=True)
         collect(block=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the current case's partial folder is already gone
         bar.close()
-        for case, claim, *_ in inflight:
-            claim.release()
+        for held in [claim] + [c for _, c, *_ in inflight]:
+            if held is not None:
+                held.release()
         if post is not None:
             post.shutdown(wait=False, cancel_futures=True)
         _finish(out, cases, record, meta, args)
@@ -331,7 +382,8 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
     pool.shutdown()
     _finish(out, cases, record, meta, args)
     n_ok = sum(finished(out, c.case_id) for c in cases)
-    print(f"{n_ok} of {len(cases)} cases finished, {len(record.failures)} failed; outputs in {out}/ "
+    print(f"{n_ok} of {len(cases)} cases finished ({len(record.cases)} by this run), {len(record.failures)} failed; "
+          f"outputs in {out}/ "
           f"(summary.csv, run.json, report.html)")
     return 1 if record.failures else 0
 

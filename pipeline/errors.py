@@ -20,3 +20,19 @@ class InputError(PlexusError):
 
     def __reduce__(self):  # picklable across worker processes
         return (type(self), (self.path, self.problem))
+
+
+class OutputError(PlexusError):
+    """An output cannot be written (folder not writable, disk full); nothing partial is left looking finished."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem))
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so a terminated run cleans up exactly as on Ctrl-C."""

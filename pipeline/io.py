@@ -100,6 +100,16 @@ def _sniff(path: Path) -> str:
     raise InputError(path, "unrecognised file format (expected NIfTI, NRRD, MetaImage or DICOM)")
 
 
+_NAME_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "metaimage",
+                 ".mhd": "metaimage", ".dcm": "dicom"}
+
+
+def _format_of_name(name: str) -> str | None:
+    """The format a file name's extension claims (``None`` for an unknown or missing extension)."""
+    low = name.lower()
+    return next((fmt for ext, fmt in _NAME_FORMATS.items() if low.endswith(ext)), None)
+
+
 def read_image(path: str | Path, *, series: str | None = None, first_volume: bool = False,
                max_voxels: int = MAX_VOXELS) -> Volume:
     """Read any supported image into a :class:`Volume`.
@@ -131,6 +141,10 @@ def read_image(path: str | Path, *, series: str | None = None, first_volume: boo
         else:
             reader = {"nifti": _read_nifti, "nrrd": _read_nrrd, "metaimage": _read_metaimage}[fmt]
             vol = reader(path, max_voxels)
+        claimed = _format_of_name(path.name)
+        if claimed and claimed != fmt:
+            vol.meta.setdefault("warnings", []).append(
+                f"{path}: the name says {claimed.upper()} but the content is {fmt.upper()}; read as {fmt.upper()}")
     vol.meta.setdefault("path", str(path))
     vol.meta.setdefault("warnings", [])
     return validate(vol, first_volume=first_volume)
@@ -147,7 +161,7 @@ def _check_size(path: Path, shape: tuple[int, ...], max_voxels: int) -> None:
 def _read_nifti(path: Path, max_voxels: int) -> Volume:
     try:
         logging.getLogger("nibabel").setLevel(logging.ERROR)  # it "fixes" zero pixdim silently otherwise
-        img = nib.load(str(path))
+        img = _load_nifti(path)
     except Exception as exc:  # nibabel raises many types for a broken header
         raise InputError(path, f"cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
     _check_size(path, img.shape, max_voxels)
@@ -167,6 +181,18 @@ def _read_nifti(path: Path, max_voxels: int) -> Volume:
             modality = m
     return Volume(data, np.asarray(img.affine, dtype=np.float64), {"path": str(path), "format": "nifti",
                                                                      "modality": modality})
+
+
+def _load_nifti(path: Path):
+    """``nib.load``, also for a NIfTI file under another name (nibabel picks the reader from the extension)."""
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        return nib.load(str(path))
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    data = (gzip.open if gz else open)(path, "rb").read()
+    klass = nib.Nifti2Image if int.from_bytes(data[:4], "little") == 540 or int.from_bytes(data[:4], "big") == 540 \
+        else nib.Nifti1Image
+    return klass.from_bytes(data)
 
 
 def _raw_nifti_header(path: Path):

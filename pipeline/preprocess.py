@@ -14,8 +14,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import (Compose, CropForegroundd, Invertd, MapTransform, Orientationd, ScaleIntensityRange,
-                              ScaleIntensityRangePercentiles, Spacingd)
+from monai.transforms import (
+    Compose,
+    CropForegroundd,
+    Invertd,
+    MapTransform,
+    Orientationd,
+    ScaleIntensityRange,
+    ScaleIntensityRangePercentiles,
+    Spacingd,
+)
 
 from .io import Volume
 

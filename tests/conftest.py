@@ -50,3 +50,19 @@ def smoke_model_dir(tmp_path_factory):
                                                         f"output.model_dir={tmp / 'model'}"])
     train(cfg)
     return tmp / "model"
+
+
+@pytest.fixture(scope="session")
+def scans(tmp_path_factory):
+    """Three small phantom scans stored RAS, LPS and PIR, plus a corrupt one (``broken.nii.gz``)."""
+    from pipeline.io import reorient, write_image
+    from pipeline.synth import PhantomConfig, generate_phantom
+
+    d = tmp_path_factory.mktemp("scans")
+    for k, ax in enumerate(("RAS", "LPS", "PIR")):
+        ph = generate_phantom(PhantomConfig(levels=("L5", "S1"), spacing=(1.4, 1.4, 1.6), seed=40 + k, fov_lr=20,
+                                            fov_back=20, fov_front=25))
+        write_image(reorient(ph.image, ax), d / f"case_{ax}.nii.gz")
+    good = (d / "case_RAS.nii.gz").read_bytes()
+    (d / "broken.nii.gz").write_bytes(good[: len(good) // 3])
+    return d

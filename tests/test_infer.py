@@ -13,22 +13,8 @@ import pytest
 
 from pipeline.batch import discover
 from pipeline.cli import main
-from pipeline.io import read_image, reorient, write_image
-from pipeline.synth import PhantomConfig, generate_phantom
+from pipeline.io import read_image
 from tests.conftest import ROOT, shared
-
-
-@pytest.fixture(scope="module")
-def scans(tmp_path_factory):
-    """Three small phantom scans stored RAS, LPS and PIR, plus a corrupt one."""
-    d = tmp_path_factory.mktemp("scans")
-    for k, ax in enumerate(("RAS", "LPS", "PIR")):
-        ph = generate_phantom(PhantomConfig(levels=("L5", "S1"), spacing=(1.4, 1.4, 1.6), seed=40 + k, fov_lr=20,
-                                            fov_back=20, fov_front=25))
-        write_image(reorient(ph.image, ax), d / f"case_{ax}.nii.gz")
-    good = (d / "case_RAS.nii.gz").read_bytes()
-    (d / "broken.nii.gz").write_bytes(good[: len(good) // 3])
-    return d
 
 
 def _infer(args, model):

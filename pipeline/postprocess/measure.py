@@ -6,7 +6,6 @@ Works on any plexus mask: the model's, a phantom's, or one drawn in 3D Slicer.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -16,12 +15,18 @@ from scipy.spatial import cKDTree
 from ..errors import InputError
 from ..io import Volume, reorient
 from ..levels import NA, level_rank, to_verse
-from .anatomy import CHANNELS, TRANSVERSE, assign_levels, canal_frame, classify_branch, vertebra_axis_positions
+from .anatomy import (
+    CHANNELS,
+    TRANSVERSE,
+    assign_levels,
+    canal_frame,
+    classify_branch,
+    vertebra_axis_positions,
+)
 from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
 from .centreline import Branch, extract_centrelines
 from .clean import clean_mask
 
-log = logging.getLogger("plexus")
 BAD = JUNCTION | END | EMPTY | BORDER
 COLUMNS = ["level", "channel", "n_points", "length_mm", "median_diameter_mm", "mean_diameter_mm", "min_diameter_mm",
            "max_diameter_mm", "median_inscribed_diameter_mm", "volume_mm3"]
@@ -76,9 +81,9 @@ def _binary(mask: Volume, label: int, warnings: list[str]) -> np.ndarray:
     else:  # sort only the few labelled voxels (memory order: no copy of a Fortran-ordered array)
         flat = a.ravel(order="K")
         values = set(np.unique(flat[flat != 0]).astype(int).tolist())
-    if label not in values:
+    if label not in values and mask.meta.get("kind") != "segmentation":  # plexus infer words its own warning
         warnings.append(f"{mask.path}: no voxel has label {label}" + (f" (labels present: {sorted(values)})" if values else ""))
-    elif values - {label}:
+    elif values - {label} and mask.meta.get("kind") != "segmentation":  # the model's own labels are expected
         warnings.append(f"{mask.path}: labels {sorted(values - {label})} besides {label} are ignored")
     return a == label
 
@@ -174,8 +179,6 @@ def _n_components(mask: np.ndarray) -> int:
 def _empty(mask: Volume, summary: dict, warnings: list[str]) -> MeasureResult:
     summary.update({"total_volume_mm3": 0.0, "centreline_length_mm": 0.0, "n_branches": 0, "n_junctions": 0,
                     "n_loops": 0, "per_level": {}, "levels_source": "none"})
-    for w in warnings:
-        log.warning("warning: %s", w)
     return MeasureResult([], np.zeros((0, 3)), np.zeros(0, int), [], summary, warnings)
 
 

@@ -20,7 +20,15 @@ from scipy import ndimage
 
 from ..io import Volume, reorient
 from .anatomy import SpineAxis, Vertebra, level_span, make_vertebrae, superellipse
-from .vessels import CHANNELS, Tube, build_plexus, canal_profile, draw_diameters, dura_geometry, render_tubes
+from .vessels import (
+    CHANNELS,
+    Tube,
+    build_plexus,
+    canal_profile,
+    draw_diameters,
+    dura_geometry,
+    render_tubes,
+)
 
 # tissue codes of the internal label image
 AIR, FAT, SOFT, MUSCLE, CSF, CORD, DISC, CANC, CORT, POST, EPIFAT, ROOT = range(12)

@@ -19,9 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import (Compose, EnsureTyped, RandAffined, RandBiasFieldd, RandCropByLabelClassesd,
-                              RandFlipd, RandGaussianNoised, RandScaleIntensityd, RandShiftIntensityd,
-                              RandSimulateLowResolutiond)
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    RandAffined,
+    RandBiasFieldd,
+    RandCropByLabelClassesd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    RandSimulateLowResolutiond,
+)
 
 from ..errors import InputError
 from ..io import Volume, read_image, read_label_map, write_image

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
 from .. import __version__
 from ..atomic import atomic_path, write_text
@@ -92,6 +93,16 @@ The training config is stored in `metadata.json` (`training.config`).
 """
 
 
+def _check_version(meta_path: Path, written_by: str) -> None:
+    """Refuse a model written by a newer plexus release (its metadata may mean things this one does not know)."""
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in (v.split("+")[0].split(".") + ["0", "0"])[:2] if x.isdigit())
+
+    if key(written_by) > key(__version__):
+        raise InputError(meta_path, f"model written by plexus {written_by}, newer than this plexus {__version__}; "
+                                    f"upgrade plexus to use it")
+
+
 def load_model(folder: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load a model folder after checking its files, checksum, format and architecture."""
     folder = Path(folder)
@@ -104,13 +115,19 @@ def load_model(folder: str | Path, device: torch.device | str = "cpu") -> tuple[
         raise InputError(meta_path, f"corrupt metadata ({exc})") from None
     if meta.get("format") != 1:
         raise InputError(meta_path, f"model format {meta.get('format')} is not supported by plexus {__version__}")
+    _check_version(meta_path, str(meta.get("plexus_version", "0")))
     weights = folder / meta["weights"]["file"]
     if not weights.exists():
         raise InputError(weights, "weights file is missing")
     if sha256(weights) != meta["weights"]["sha256"]:
         raise InputError(weights, "weights do not match the checksum in metadata.json (corrupted or replaced)")
     net = meta["network"]
-    mc = ModelConfig(**{k: v for k, v in net.items() if k in ModelConfig.model_fields and k != "init_from"})
+    try:
+        mc = ModelConfig(**{k: v for k, v in net.items() if k in ModelConfig.model_fields and k != "init_from"})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(meta_path, f"network.{'.'.join(map(str, err['loc']))}: {err['msg']} "
+                                    f"(got {err.get('input')!r}); not a network this plexus can build") from None
     model = build_network(mc, out_channels=int(net["out_channels"]))
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
