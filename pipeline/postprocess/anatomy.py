@@ -147,7 +147,8 @@ def assign_levels(s: np.ndarray, centroids: dict[str, float]) -> np.ndarray:
         return np.full(len(s), NA, dtype=object)
     names = list(centroids)
     cs = np.array([centroids[n] for n in names])
-    out = np.array(names, dtype=object)[np.argmin(np.abs(s[:, None] - cs[None, :]), axis=1)]
+    # rounded to 0.1 um so that a point midway between two centroids is named the same in any storage
+    out = np.array(names, dtype=object)[np.argmin(np.abs(np.round(s[:, None] - cs[None, :], 4)), axis=1)]
     gap = float(np.median(np.diff(np.sort(cs)))) if len(cs) > 1 else 30.0
     out[(s < cs.min() - 0.6 * gap) | (s > cs.max() + 0.6 * gap)] = NA
     return out

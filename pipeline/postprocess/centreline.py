@@ -239,7 +239,7 @@ def _smooth_resample(pts: np.ndarray, smooth_mm: float, step_mm: float, closed: 
     if len(pts) < 2:
         return pts
     s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
-    n = max(int(np.ceil(s[-1] / step_mm)), 1)
+    n = max(int(np.ceil(s[-1] / step_mm - 1e-6)), 1)  # a length of exactly k steps: k, whatever the float error
     t = np.linspace(0, s[-1], n + 1)
     res = np.stack([np.interp(t, s, pts[:, d]) for d in range(3)], 1)
     if smooth_mm > 0 and len(res) > 3:

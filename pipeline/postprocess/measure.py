@@ -202,7 +202,8 @@ def _rows(branches: list[Branch], cleaned: np.ndarray, aff: np.ndarray, spacing,
     seg = np.concatenate(seg)
     vox = np.argwhere(cleaned)
     world = (aff[:3, :3] @ vox.T).T + aff[:3, 3]
-    owner = cKDTree(pts).query(world)[1]
+    # rounded to 0.1 um: a voxel equidistant from two points goes the same way whatever the storage's float error
+    owner = cKDTree(np.round(pts, 4)).query(np.round(world, 4))[1]
     vol_each = np.bincount(owner, minlength=len(pts)) * float(np.prod(spacing))
     keys = {(a, b) for a, b in zip(lv, ch)}
     for level in (levels or [NA]):
