@@ -70,17 +70,18 @@ def git_rev() -> str:
         return "unknown"
 
 
-def update_doc(section: str, text: str) -> None:
-    """Replace the ``section`` block of docs/benchmarks.md (created when missing)."""
-    DOC.parent.mkdir(exist_ok=True)
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nFigures written by the scripts in `bench/`.\n"
+def update_doc(section: str, text: str, doc: Path = DOC) -> None:
+    """Replace the ``section`` block of ``doc`` (docs/benchmarks.md by default; created when missing)."""
+    path = doc
+    path.parent.mkdir(exist_ok=True)
+    doc = path.read_text() if path.exists() else "# Benchmarks\n\nFigures written by the scripts in `bench/`.\n"
     start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     block = f"{start}\n{text.strip()}\n{end}"
     if start in doc:
         doc = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
     else:
         doc = doc.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(doc)
+    path.write_text(doc)
 
 
 __all__ = ["CHANNELS", "bench_configs", "score", "machine", "git_rev", "update_doc", "ROOT"]

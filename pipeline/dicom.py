@@ -20,6 +20,11 @@ log = logging.getLogger("plexus")
 SPACING_TOLERANCE = 0.02  # relative deviation of one slice step from the median step
 
 
+def _has_dicm(f: Path) -> bool:
+    with open(f, "rb") as fh:
+        return fh.read(132)[128:132] == b"DICM"
+
+
 def _headers(folder: Path):
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -28,9 +33,14 @@ def _headers(folder: Path):
     for f in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError):
+            usable = all(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient", "Rows", "Columns"))
+        except InvalidDicomError:
+            continue  # not DICOM: other files in the folder are ignored
+        except Exception as exc:  # DICOM by its preamble but unreadable: never drop a slice silently
+            if _has_dicm(f):
+                raise InputError(f, f"corrupt DICOM file ({type(exc).__name__}: {str(exc)[:100]})") from None
             continue
-        if "ImagePositionPatient" not in ds or "ImageOrientationPatient" not in ds or "Rows" not in ds:
+        if not usable:
             continue
         found.append((f, ds))
     return found

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import logging
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def _sniff(path: Path) -> str:
         try:
             with gzip.open(path, "rb") as gz:
                 head = gz.read(352)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise InputError(path, f"corrupt gzip stream ({exc})") from None
         if head[:4] == b"NRRD":
             return "nrrd"
@@ -102,6 +103,9 @@ def _sniff(path: Path) -> str:
 
 _NAME_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "metaimage",
                  ".mhd": "metaimage", ".dcm": "dicom"}
+
+
+UNEXPECTED = "unexpected "  # marks reader failures caught by the safety net (counted by bench/fuzz_readers.py)
 
 
 def _format_of_name(name: str) -> str | None:
@@ -128,19 +132,22 @@ def read_image(path: str | Path, *, series: str | None = None, first_volume: boo
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
-    if path.is_dir():
-        from .dicom import read_dicom_series
-
-        vol = read_dicom_series(path, series=series, max_voxels=max_voxels)
-    else:
-        fmt = _sniff(path)
+    fmt = "dicom" if path.is_dir() else _sniff(path)
+    try:
         if fmt == "dicom":
             from .dicom import read_dicom_series
 
-            vol = read_dicom_series(path.parent, series=series, only_file=path, max_voxels=max_voxels)
+            folder, only = (path, None) if path.is_dir() else (path.parent, path)
+            vol = read_dicom_series(folder, series=series, only_file=only, max_voxels=max_voxels)
         else:
             reader = {"nifti": _read_nifti, "nrrd": _read_nrrd, "metaimage": _read_metaimage}[fmt]
             vol = reader(path, max_voxels)
+    except (InputError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a corrupt file the specific checks missed: still one clear line
+        raise InputError(path, f"cannot read this {fmt.upper()} input, it is corrupt "
+                               f"({UNEXPECTED}{type(exc).__name__}: {str(exc)[:120]})") from None
+    if not path.is_dir():
         claimed = _format_of_name(path.name)
         if claimed and claimed != fmt:
             vol.meta.setdefault("warnings", []).append(
@@ -175,7 +182,7 @@ def _read_nifti(path: Path, max_voxels: int) -> Volume:
     except Exception as exc:
         raise InputError(path, f"cannot read NIfTI data, file truncated or corrupt ({type(exc).__name__})") from None
     modality = None
-    descrip = str(img.header.get("descrip", b"").astype(str)) if "descrip" in img.header else ""
+    descrip = img.header["descrip"].tobytes().decode("latin-1") if "descrip" in img.header else ""
     for m in ("CT", "MR"):
         if f"modality={m}" in descrip:
             modality = m
@@ -213,10 +220,14 @@ def _nrrd_affine(path: Path, header: dict) -> tuple[np.ndarray, list[int]]:
     if dirs is None:
         raise InputError(path, "NRRD header has no 'space directions'; its geometry is unknown")
     dirs = np.asarray(dirs, dtype=np.float64)
+    if dirs.ndim != 2 or dirs.shape[1] != 3:
+        raise InputError(path, f"NRRD 'space directions' are not 3-vectors (shape {dirs.shape})")
     domain = [i for i, row in enumerate(dirs) if np.all(np.isfinite(row))]
     if len(domain) != 3:
         raise InputError(path, f"NRRD has {len(domain)} spatial axes; a 3-D volume is needed")
     origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64)
+    if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        raise InputError(path, f"NRRD 'space origin' is not a finite 3-vector ({origin.tolist()})")
     aff = np.eye(4)
     aff[:3, :3] = dirs[domain].T
     aff[:3, 3] = origin

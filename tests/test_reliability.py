@@ -6,6 +6,7 @@ Each case is listed with the tool's behaviour in docs/reliability.md. Subprocess
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import re
 import shutil
@@ -253,3 +254,23 @@ def test_two_runs_on_one_output_folder_write_each_case_once(scans, smoke_model_d
     assert _complete(out) == {"case_RAS", "case_LPS", "case_PIR"} and not _leftovers(out)
     by_run = [int(re.search(r"\((\d+) by this run\)", stdout).group(1)) for stdout, _ in results]
     assert sum(by_run) == 3, results  # every case written by exactly one of the two runs
+
+
+def test_reader_crashes_found_by_fuzzing_are_clear_errors(tmp_path):
+    """Regressions from bench/fuzz_readers.py: each was an uncaught exception before."""
+    raw = _nifti(tmp_path / "a.nii", np.arange(4096, dtype=np.float32).reshape(16, 16, 16)).read_bytes()
+    gz = bytearray(gzip.compress(raw))
+    gz[len(gz) // 2: len(gz) // 2 + 8] = b"\xff" * 8          # a corrupt deflate stream (zlib.error)
+    (tmp_path / "deflate.nii.gz").write_bytes(bytes(gz))
+    (tmp_path / "dirs.nrrd").write_bytes(b"NRRD0004\ntype: float\ndimension: 3\nspace: left-posterior-superior\n"
+                                         b"sizes: 2 2 2\nspace directions: (1,0) (0,1) (1,1)\nencoding: raw\n"
+                                         b"endian: little\n\n" + b"\0" * 32)
+    series = write_series(tmp_path / "series", [0.0, 1.0, 2.0], size=8)
+    middle = sorted(series.glob("*.dcm"))[1]
+    data = middle.read_bytes()
+    assert b"\x02\x00\x10\x00UI" in data
+    middle.write_bytes(data.replace(b"\x02\x00\x10\x00UI", b"\x02\x00\x10\x00EI", 1))  # unknown VR
+    for path, named in ((tmp_path / "deflate.nii.gz", None), (tmp_path / "dirs.nrrd", None), (series, middle)):
+        with pytest.raises(InputError) as info:
+            read_image(path)
+        assert str(named or path) in str(info.value), info.value
