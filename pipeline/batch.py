@@ -31,12 +31,11 @@ from . import __version__
 from .atomic import write_text
 from .errors import InputError, OutputError, PlexusError
 from .export.report import build_report
-from .export.tables import calibre_csv_text
 from .io import _sniff, read_image, read_label_map, write_image
+from .summarize import DONE, write_summary_csv
 
 log = logging.getLogger("plexus")
 IMAGE_EXTS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
-DONE = ".complete"
 
 
 @dataclass
@@ -201,6 +200,18 @@ def check_writable(out: Path) -> None:
         raise OutputError(out, f"output folder is not writable ({exc.strerror or type(exc).__name__})") from None
 
 
+def select_shard(cases: list[CaseInput], k: int, n: int) -> list[CaseInput]:
+    """Shard ``k`` of ``n`` (1-based): every n-th case of the list sorted by case id, starting at the k-th.
+
+    Deterministic for a given set of inputs whatever their order, so N jobs of a scheduler's array given the same
+    inputs process every case exactly once between them.
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard: expected K/N with 1 <= K <= N, got {k}/{n}")
+    ordered = sorted(cases, key=lambda c: (c.case_id, str(c.path)))
+    return ordered[k - 1::n]
+
+
 def finished(out: Path, case_id: str) -> bool:
     """True when ``out/<case_id>/`` holds a complete case (written atomically, see the module docstring)."""
     return (out / case_id / DONE).exists()
@@ -286,6 +297,10 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
     cases = discover(inputs, args.vertebrae)
     if not cases:
         raise InputError(inputs[0] if inputs else ".", "no input scans found")
+    shard = getattr(args, "shard", None)
+    if shard is not None:
+        cases = select_shard(cases, *shard)
+        log.info("shard %d/%d: %d cases", shard[0], shard[1], len(cases))
     args.device_obj = pick_device(args.device)
     model, meta = load_model(args.model, args.device_obj)
     args.modality_name = None if args.modality == "auto" else args.modality.upper()
@@ -389,19 +404,8 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
 
 
 def _finish(out: Path, cases: list[CaseInput], record: RunRecord, meta: dict, args) -> None:
-    """Rebuild summary.csv, run.json and report.html from every finished case of ``out``."""
-    parts = []
-    for d in sorted(p.parent for p in out.glob(f"*/{DONE}") if not p.parent.name.startswith(".")):
-        rows = list(csv.DictReader(open(d / "calibre.csv")))
-        for r in rows:
-            for k, v in r.items():
-                if k not in ("level", "channel", "n_points"):
-                    r[k] = float(v) if v else float("nan")
-            r["n_points"] = int(r["n_points"])
-        text = calibre_csv_text(rows, first={"case_id": d.name})
-        parts.append(text.split("\n", 1) if parts else [text.split("\n", 1)[0], text.split("\n", 1)[1]])
-    if parts:
-        write_text(out / "summary.csv", parts[0][0] + "\n" + "".join(p[1] for p in parts))
+    """Write this run's record; rebuild summary.csv, run.json and report.html (a shard leaves those to
+    ``plexus summarize``, so that N jobs never race on them)."""
     import torch
 
     run = {"plexus_version": __version__, "torch": torch.__version__, "model": str(args.model),
@@ -410,5 +414,11 @@ def _finish(out: Path, cases: list[CaseInput], record: RunRecord, meta: dict, ar
            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.started)),
            "wall_s": round(time.time() - record.started, 2), "n_inputs": len(cases),
            "timings": record.cases, "failures": record.failures}
+    shard = getattr(args, "shard", None)
+    if shard is not None:
+        run["shard"] = f"{shard[0]}/{shard[1]}"
+        write_text(out / f"run.shard-{shard[0]}-of-{shard[1]}.json", json.dumps(run, indent=2))
+        return
     write_text(out / "run.json", json.dumps(run, indent=2))
+    write_summary_csv(out)
     build_report(out)

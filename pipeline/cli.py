@@ -39,6 +39,16 @@ def _levels(text: str) -> tuple[str, str]:
     return parts[0].upper(), parts[1].upper()
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 2/8, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return k, n
+
+
 # ---------------------------------------------------------------------------------------------- synth
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="generate spine phantoms with ground truth",
@@ -172,6 +182,8 @@ def _add_infer(sub) -> None:
     p.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities.nii.gz")
     p.add_argument("--overwrite", action="store_true", help="redo cases that are already finished")
+    p.add_argument("--shard", type=_shard, metavar="K/N", help="process only shard K of N (1-based) of the cases, "
+                   "for job arrays writing into one output folder; then run 'plexus summarize OUT_DIR'")
     p.add_argument("--workers", type=int, help="processes measuring and exporting while the network runs on the "
                    "next case (default: 1 on GPU, 0 on CPU, where they would only compete for the cores)")
     p.set_defaults(func=_run_infer)
@@ -253,6 +265,24 @@ def _run_report(args) -> int:
     return 0
 
 
+def _add_summarize(sub) -> None:
+    p = sub.add_parser("summarize", help="rebuild summary.csv, run.json and report.html of an infer output folder",
+                       description="Merge what is finished in OUT_DIR (e.g. after 'plexus infer --shard K/N' jobs): "
+                                   "summary.csv from every finished case, run.json from run.json and every "
+                                   "run.shard-*.json, and report.html.")
+    p.add_argument("out_dir", type=Path, help="the output folder of plexus infer")
+    p.set_defaults(func=_run_summarize)
+
+
+def _run_summarize(args) -> int:
+    from .summarize import summarize
+
+    run = summarize(args.out_dir)
+    print(f"{run['n_finished']} finished cases, {len(run['failures'])} failed, from {', '.join(run['records'])}; "
+          f"wrote {args.out_dir}/summary.csv, run.json, report.html")
+    return 1 if run["failures"] else 0
+
+
 # ----------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plexus", description=__doc__.splitlines()[0] + " "
@@ -260,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plexus {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_synth, _add_info, _add_infer, _add_measure, _add_train, _add_evaluate, _add_report, _add_demo):
+    for add in (_add_synth, _add_info, _add_infer, _add_summarize, _add_measure, _add_train, _add_evaluate, _add_report,
+                _add_demo):
         add(sub)
     return parser
 

@@ -1,0 +1,50 @@
+"""Beyond one process: job-array shards and ``plexus summarize``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.batch import CaseInput, select_shard
+from pipeline.cli import main
+
+
+def test_shards_cover_every_case_exactly_once_whatever_the_order():
+    cases = [CaseInput(f"c{k:02d}", f"/x/c{k:02d}.nii.gz") for k in range(11)]
+    for n in (1, 2, 3, 5, 11, 13):
+        parts = [select_shard(cases, k, n) for k in range(1, n + 1)]
+        ids = [c.case_id for part in parts for c in part]
+        assert sorted(ids) == [c.case_id for c in cases] and len(ids) == len(set(ids))
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+        again = [select_shard(list(reversed(cases)), k, n) for k in range(1, n + 1)]
+        assert [[c.case_id for c in p] for p in parts] == [[c.case_id for c in p] for p in again]
+    with pytest.raises(ValueError, match="--shard"):
+        select_shard(cases, 4, 3)
+
+
+def test_three_shards_then_summarize_equal_one_run(scans, smoke_model_dir, tmp_path, capsys):
+    inputs = [str(scans / f"case_{ax}.nii.gz") for ax in ("RAS", "LPS", "PIR")] + [str(scans / "broken.nii.gz")]
+    model = ["--model", str(smoke_model_dir)]
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    assert main(["-q", "infer", *inputs, "-o", str(single), *model]) == 1          # broken.nii.gz fails
+    codes = [main(["-q", "infer", *inputs, "-o", str(sharded), "--shard", f"{k}/3", *model]) for k in (1, 2, 3)]
+    assert sorted(codes) == [0, 0, 1]
+    assert not (sharded / "summary.csv").exists()     # shards leave the summary to plexus summarize
+    assert sorted(p.name for p in sharded.glob("run.shard-*.json")) == [f"run.shard-{k}-of-3.json" for k in (1, 2, 3)]
+    capsys.readouterr()
+    assert main(["summarize", str(sharded)]) == 1     # one case failed: summarize says so too
+    assert "3 finished cases, 1 failed" in capsys.readouterr().out
+    assert (sharded / "summary.csv").read_text() == (single / "summary.csv").read_text()
+    a, b = (json.loads((d / "run.json").read_text()) for d in (single, sharded))
+    assert set(a["timings"]) == set(b["timings"]) == {"case_RAS", "case_LPS", "case_PIR"}
+    assert [f["case_id"] for f in a["failures"]] == [f["case_id"] for f in b["failures"]] == ["broken"]
+    assert b["n_inputs"] == 4 and (sharded / "report.html").exists()
+
+
+def test_summarize_of_a_folder_without_runs_is_a_clear_error(tmp_path, capsys):
+    assert main(["summarize", str(tmp_path)]) == 2
+    assert "not a plexus infer output folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["infer", "x.nii.gz", "-o", str(tmp_path), "--shard", "0/3"])
+    assert info.value.code == 2
