@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -210,6 +211,9 @@ def _add_train(sub) -> None:
                    help="change one dotted key, e.g. train.iterations=200 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from output.run_dir/last.pt")
     p.add_argument("--stop-after", type=int, help="run this many steps now, checkpoint and stop (resume later)")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="data-parallel training in N processes on this machine (torchrun; one per GPU, or gloo on "
+                        "the CPU); for several nodes run torchrun yourself, see docs/scaling.md")
     p.set_defaults(func=_run_train)
 
 
@@ -217,10 +221,18 @@ def _run_train(args) -> int:
     from .train.config import load_config
     from .train.loop import train
 
-    cfg = load_config(args.config, args.override)
+    cfg = load_config(args.config, args.override)  # checked here, before any process is started
+    if args.nproc_per_node != 1 and "WORLD_SIZE" not in os.environ:
+        from .train.distributed import launch
+
+        argv = ["--config", str(args.config), *(f"--override={o}" for o in args.override),
+                *(["--resume"] if args.resume else []),
+                *([f"--stop-after={args.stop_after}"] if args.stop_after is not None else [])]
+        return launch(args.nproc_per_node, argv)
     text = args.config.read_text() + ("".join(f"\n# --override {o}" for o in args.override))
     result = train(cfg, resume=args.resume, stop_after=args.stop_after, config_text=text)
-    print(", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in result.items()))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in result.items()))
     return 0
 
 

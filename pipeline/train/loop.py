@@ -26,6 +26,14 @@ from ..atomic import atomic_path, write_text
 from ..inference import pick_device
 from .config import TrainConfig
 from .data import SampleStream, all_cases, augmentation, preprocess_case, split
+from .distributed import (
+    DistInfo,
+    barrier,
+    gather_objects,
+    init_distributed,
+    rank_sample_indices,
+    shutdown,
+)
 from .metrics import validate_case
 from .model_io import build_network, write_model_folder
 
@@ -83,17 +91,34 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 
 def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = None,
           config_text: str | None = None) -> dict:
-    """Run (or resume) a training; return the final metrics. ``stop_after``: steps to run now, then stop."""
+    """Run (or resume) a training; return the final metrics. ``stop_after``: steps to run now, then stop.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank runs this function; see :mod:`.distributed`.
+    """
+    info, device = init_distributed(pick_device(cfg.train.device))
+    try:
+        return _train(cfg, info, device, resume, stop_after, config_text)
+    finally:
+        shutdown(info)
+
+
+def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool, stop_after: int | None,
+           config_text: str | None) -> dict:
     run = Path(cfg.output.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    write_text(run / "config.yaml", config_text or yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    _seed_everything(cfg.train.seed, cfg.train.deterministic)
-    device = pick_device(cfg.train.device)
+    main = info.is_main
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        write_text(run / "config.yaml", config_text or yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    _seed_everything(cfg.train.seed + info.rank, cfg.train.deterministic)
+    if main:
+        all_cases(cfg)  # rank 0 generates the synthetic phantoms once; the others read them
+    barrier(info)
     cases = all_cases(cfg)
     train_cases, val_cases = split(cases, cfg.data.val_fraction, cfg.data.split_seed)
-    log.info("%d training and %d validation cases; device %s", len(train_cases), len(val_cases), device)
-    cached = [preprocess_case(c, cfg) for c in _progress(train_cases, "preprocessing")]
-    val = [(c, preprocess_case(c, cfg)) for c in val_cases[: cfg.train.val_cases]]
+    log.info("%d training and %d validation cases; device %s%s", len(train_cases), len(val_cases), device,
+             f" (rank {info.rank} of {info.world})" if info.active else "")
+    cached = [preprocess_case(c, cfg) for c in _progress(train_cases, "preprocessing", main)]
+    val = [(c, preprocess_case(c, cfg)) for c in val_cases[: cfg.train.val_cases][info.rank::info.world]]
     model = build_network(cfg.model).to(device)
     if cfg.model.init_from is not None and not (resume and (run / "last.pt").exists()):
         from .model_io import load_model
@@ -109,18 +134,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = No
     if resume and (run / "last.pt").exists():
         state = _load(run / "last.pt", model, opt, sched, scaler, device)
         log.info("resumed from step %d", state["step"])
+    net = model  # the bare network: checkpoints, validation and the model folder
+    if info.active:  # DDP starts every rank from rank 0's weights and averages the gradients
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                          else None)
     B = cfg.train.batch_size
     stream = SampleStream(cached, augmentation(cfg.augment, cfg.train.patch_size, cfg.train.pos_fraction),
                           cfg.train.seed, cfg.train.iterations * B)
-    subset = torch.utils.data.Subset(stream, range(state["step"] * B, cfg.train.iterations * B))
-    loader = torch.utils.data.DataLoader(subset, batch_size=B, shuffle=False, num_workers=cfg.train.num_workers,
-                                         persistent_workers=False, pin_memory=device.type == "cuda")
-    writer = _tensorboard(run)
+    subset = torch.utils.data.Subset(stream, rank_sample_indices(state["step"], cfg.train.iterations, B, info))
+    loader = torch.utils.data.DataLoader(subset, batch_size=B // info.world, shuffle=False,
+                                         num_workers=cfg.train.num_workers, persistent_workers=False,
+                                         pin_memory=device.type == "cuda")
+    writer = _tensorboard(run) if main else None
     metrics_path = run / "metrics.csv"
     end = cfg.train.iterations if stop_after is None else min(cfg.train.iterations, state["step"] + stop_after)
     from tqdm import tqdm
 
-    bar = tqdm(total=end - state["step"], desc="training", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=end - state["step"], desc="training", unit="step", dynamic_ncols=True, disable=not main)
     wait = busy = 0.0
     t_last = time.perf_counter()
     model.train()
@@ -150,28 +180,33 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = No
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", wait=f"{row['data_wait_fraction']:.0%}")
             if state["step"] % cfg.train.val_every == 0 or state["step"] == cfg.train.iterations:
-                row.update(_validate(model, val, cfg, device))
+                row.update(_validate(net, val, cfg, device, info))
                 model.train()
                 score = row.get("val_dice", 0.0)
                 if score > state["best"]:
                     state["best"], state["best_metrics"] = score, {k: v for k, v in row.items() if k.startswith("val_")}
-                    _save(run / "best.pt", model, opt, sched, scaler, state, cfg)
-                _save(run / "last.pt", model, opt, sched, scaler, state, cfg)
-                bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
-                                                                if k.startswith("val_")))
-            _log_row(metrics_path, row, writer)
+                    if main:
+                        _save(run / "best.pt", net, opt, sched, scaler, state, cfg)
+                if main:
+                    _save(run / "last.pt", net, opt, sched, scaler, state, cfg)
+                    bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                                    if k.startswith("val_")))
+            if main:
+                _log_row(metrics_path, row, writer)
             t_last = time.perf_counter()  # validation and logging are not data wait
     except KeyboardInterrupt:
-        _save(run / "last.pt", model, opt, sched, scaler, state, cfg)
+        if main:
+            _save(run / "last.pt", net, opt, sched, scaler, state, cfg)
         bar.close()
         log.warning("interrupted at step %d: saved %s; continue with --resume", state["step"], run / "last.pt")
         raise
     bar.close()
-    _save(run / "last.pt", model, opt, sched, scaler, state, cfg)
+    if main:
+        _save(run / "last.pt", net, opt, sched, scaler, state, cfg)
     if writer is not None:
         writer.close()
     result = {"step": state["step"], **state["best_metrics"]}
-    if state["step"] >= cfg.train.iterations:
+    if state["step"] >= cfg.train.iterations and main:
         src = run / "best.pt" if (run / "best.pt").exists() else run / "last.pt"
         folder = cfg.output.model_dir or Path("models") / cfg.output.name
         write_model_folder(folder, torch.load(src, map_location="cpu", weights_only=False), cfg,
@@ -181,16 +216,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = No
     return result
 
 
-def _progress(items, desc):
+def _progress(items, desc, show: bool = True):
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="case", dynamic_ncols=True)
+    return tqdm(items, desc=desc, unit="case", dynamic_ncols=True, disable=not show)
 
 
 @torch.no_grad()
-def _validate(model, val, cfg: TrainConfig, device) -> dict:
+def _validate(model, val, cfg: TrainConfig, device, info: DistInfo | None = None) -> dict:
+    """Mean validation metrics over every rank's share of the validation cases (the same on every rank)."""
     model.eval()
-    scores = [validate_case(model, case, item, cfg, device) for case, item in val]
+    mine = [validate_case(model, case, item, cfg, device) for case, item in val]
+    scores = [s for part in gather_objects(info or DistInfo(), mine) for s in part]
     out = {}
     for key in scores[0] if scores else []:
         vals = [s[key] for s in scores if s.get(key) is not None and np.isfinite(s[key])]

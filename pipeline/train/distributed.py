@@ -1,0 +1,90 @@
+"""Distributed data-parallel training with PyTorch's own machinery (torchrun, DistributedDataParallel).
+
+``torchrun --nproc-per-node N -m pipeline.train --config C.yaml`` (or ``plexus train --config C.yaml
+--nproc-per-node N``, which launches the same) starts N processes; torchrun sets ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK`` for each. Backend: NCCL on GPUs, gloo on the CPU. Multi-node runs use torchrun's rendezvous
+options (``--nnodes``, ``--rdzv-backend c10d``, ``--rdzv-endpoint HOST:PORT``); see docs/scaling.md.
+
+How the work is shared: the global batch ``train.batch_size`` is split evenly over the ranks, and step ``s`` of
+rank ``r`` takes samples ``s*B + r*b ... s*B + r*b + b - 1`` of the one deterministic sample stream (``b = B/N``),
+so N processes see exactly the samples of a 1-process run and DDP's gradient averaging gives the same update
+(up to float summation order). Validation cases are split over the ranks and their scores gathered. Only rank
+0 writes logs, checkpoints and the model folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: ``rank`` of ``world`` processes, ``local_rank`` on its node."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
+    """Join the process group torchrun set up (a no-op for a single process); return the rank and its device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), device
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def barrier(info: DistInfo) -> None:
+    if info.active:
+        dist.barrier()
+
+
+def gather_objects(info: DistInfo, obj):
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` for a single process)."""
+    if not info.active:
+        return [obj]
+    out = [None] * info.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def rank_sample_indices(step0: int, steps: int, batch: int, info: DistInfo) -> list[int]:
+    """Sample indices of this rank for steps ``step0 .. steps - 1`` of a global batch ``batch``."""
+    if batch % info.world:
+        raise ValueError(f"train.batch_size: the global batch {batch} must divide evenly over {info.world} processes")
+    b = batch // info.world
+    return [s * batch + info.rank * b + j for s in range(step0, steps) for j in range(b)]
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.active and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch(nproc: int, train_args: list[str]) -> int:
+    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N -m pipeline.train ARGS``."""
+    if nproc < 1:
+        raise ValueError(f"--nproc-per-node: expected 1 or more, got {nproc}")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "pipeline.train", *train_args]
+    return subprocess.call(cmd)
