@@ -309,6 +309,19 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
     skipped = len(cases) - len(todo)
     if skipped:
         log.info("%d finished cases skipped (use --overwrite to redo them)", skipped)
+    if getattr(args, "executor", "local") == "ray":
+        from .ray_batch import run_cases_ray
+
+        def ray_fail(case: CaseInput, exc: BaseException) -> None:
+            msg = str(exc) if isinstance(exc, PlexusError) else f"{case.path}: {type(exc).__name__}: {exc}"
+            record.failures.append({"case_id": case.case_id, "input": str(case.path), "error": msg})
+            print(f"error: {msg}", file=sys.stderr)
+
+        try:
+            run_cases_ray(todo, out, args, args.model, ray_fail, lambda c, t: record.cases.__setitem__(c.case_id, t))
+        finally:
+            _finish(out, cases, record, meta, args)
+        return _report_end(out, cases, record, args)
     pool = ThreadPoolExecutor(max_workers=1)
 
     def load(c: CaseInput):
@@ -396,10 +409,15 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
     bar.close()
     pool.shutdown()
     _finish(out, cases, record, meta, args)
+    return _report_end(out, cases, record, args)
+
+
+def _report_end(out: Path, cases: list[CaseInput], record: RunRecord, args) -> int:
     n_ok = sum(finished(out, c.case_id) for c in cases)
+    shard = getattr(args, "shard", None)
+    then = (f"when every shard is done: plexus summarize {out}" if shard else "summary.csv, run.json, report.html")
     print(f"{n_ok} of {len(cases)} cases finished ({len(record.cases)} by this run), {len(record.failures)} failed; "
-          f"outputs in {out}/ "
-          f"(summary.csv, run.json, report.html)")
+          f"outputs in {out}/ ({then})")
     return 1 if record.failures else 0
 
 

@@ -183,6 +183,10 @@ def _add_infer(sub) -> None:
     p.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities.nii.gz")
     p.add_argument("--overwrite", action="store_true", help="redo cases that are already finished")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (this machine) or ray (a Ray cluster: pip install -e '.[distributed]')")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--shard", type=_shard, metavar="K/N", help="process only shard K of N (1-based) of the cases, "
                    "for job arrays writing into one output folder; then run 'plexus summarize OUT_DIR'")
     p.add_argument("--workers", type=int, help="processes measuring and exporting while the network runs on the "
@@ -197,6 +201,12 @@ def _run_infer(args) -> int:
         raise ValueError(f"--workers: expected 0 or more, got {args.workers}")
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise ValueError(f"--overlap: expected a value in [0, 1), got {args.overlap}")
+    if args.executor == "ray":
+        from .ray_batch import _ray
+
+        _ray()  # a clear error before any work when Ray is not installed
+    elif args.address or args.ray_cpus:
+        raise ValueError("--address and --ray-cpus need --executor ray")
     return run_batch(args.inputs, args.out, args)
 
 

@@ -20,6 +20,18 @@ log = logging.getLogger("plexus")
 SPACING_TOLERANCE = 0.02  # relative deviation of one slice step from the median step
 
 
+def _floats(item, tag: str, n: int) -> np.ndarray:
+    """``n`` finite numbers of a geometry tag of one slice ``(file, dataset)``, or a clear error naming the slice."""
+    f, ds = item
+    try:
+        vals = np.asarray([float(v) for v in ds[tag].value], dtype=np.float64)
+    except (ValueError, TypeError, KeyError):
+        raise InputError(f, f"invalid {tag} ({ds.get(tag).value if tag in ds else 'missing'!r})") from None
+    if vals.shape != (n,) or not np.all(np.isfinite(vals)):
+        raise InputError(f, f"invalid {tag}: expected {n} finite numbers, got {vals.tolist()}")
+    return vals
+
+
 def _has_dicm(f: Path) -> bool:
     with open(f, "rb") as fh:
         return fh.read(132)[128:132] == b"DICM"
@@ -86,15 +98,15 @@ def read_dicom_series(folder: Path, *, series: str | None = None, only_file: Pat
     if len(items) < 2:
         raise InputError(where, "series has only one slice; a 3-D volume needs several")
 
-    iop = np.asarray(items[0][1].ImageOrientationPatient, dtype=np.float64)
+    iop = _floats(items[0], "ImageOrientationPatient", 6)
     row_dir, col_dir = iop[:3], iop[3:]
     normal = np.cross(row_dir, col_dir)
     for f, ds in items:
-        if not np.allclose(np.asarray(ds.ImageOrientationPatient, dtype=float), iop, atol=1e-4):
+        if not np.allclose(_floats((f, ds), "ImageOrientationPatient", 6), iop, atol=1e-4):
             raise InputError(f, "slices of the series have different orientations")
         if (ds.Rows, ds.Columns) != (items[0][1].Rows, items[0][1].Columns):
             raise InputError(f, "slices of the series have different sizes")
-    pos = np.array([np.asarray(ds.ImagePositionPatient, dtype=np.float64) for _, ds in items])
+    pos = np.array([_floats(item, "ImagePositionPatient", 3) for item in items])
     dist = pos @ normal
     order = np.argsort(dist)
     items = [items[i] for i in order]
@@ -115,7 +127,7 @@ def read_dicom_series(folder: Path, *, series: str | None = None, only_file: Pat
     first = items[0][1]
     rows, cols = int(first.Rows), int(first.Columns)
     _check_size(where, (cols, rows, len(items)), max_voxels)
-    ps = [float(v) for v in first.PixelSpacing] if "PixelSpacing" in first else [1.0, 1.0]
+    ps = list(_floats((items[0][0], first), "PixelSpacing", 2)) if "PixelSpacing" in first else [1.0, 1.0]
     if min(ps) <= 0:
         raise InputError(where, f"zero or negative PixelSpacing {ps}")
     vol = np.empty((cols, rows, len(items)), dtype=np.float32)

@@ -289,6 +289,7 @@ def _segments_from_header(header: dict) -> list[dict]:
 def _read_metaimage(path: Path, max_voxels: int) -> Volume:
     import SimpleITK as sitk
 
+    _check_metaimage_header(path, max_voxels)  # ITK hangs or aborts on some corrupt headers: check them first
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -301,6 +302,35 @@ def _read_metaimage(path: Path, max_voxels: int) -> Volume:
     except RuntimeError:
         raise InputError(path, "cannot read MetaImage data, file truncated or corrupt") from None
     return volume_from_sitk(img, path)
+
+
+def _check_metaimage_header(path: Path, max_voxels: int) -> None:
+    """Refuse a MetaImage header whose NDims/DimSize/ElementSpacing are not sane, before ITK parses it."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    fields: dict[str, str] = {}
+    for raw in head.split(b"\n"):
+        key, sep, value = raw.decode("latin-1").partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            break
+    try:
+        ndims = int(fields.get("NDims", ""))
+    except ValueError:
+        raise InputError(path, f"MetaImage NDims is not a number ({fields.get('NDims')!r})") from None
+    if not 1 <= ndims <= 4:
+        raise InputError(path, f"MetaImage NDims = {ndims}; a 3-D volume is needed")
+    for key in ("DimSize", "ElementSpacing", "ElementSize"):
+        if key in fields and len(fields[key].split()) != ndims:
+            raise InputError(path, f"MetaImage {key} has {len(fields[key].split())} values for NDims = {ndims}")
+    try:
+        dims = [int(v) for v in fields.get("DimSize", "").split()]
+    except ValueError:
+        raise InputError(path, f"MetaImage DimSize is not a list of integers ({fields['DimSize']!r})") from None
+    if len(dims) != ndims or min(dims) < 0:
+        raise InputError(path, f"MetaImage DimSize {fields.get('DimSize')!r} is missing or negative")
+    _check_size(path, tuple(dims), max_voxels)
 
 
 def volume_from_sitk(img, path: Path | str) -> Volume:

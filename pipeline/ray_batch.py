@@ -1,0 +1,137 @@
+"""``plexus infer --executor ray``: the same batch spread over a Ray cluster.
+
+Reading and preprocessing (``read`` tasks) and measuring/exporting (``finish`` tasks) run as CPU tasks; the
+network runs in ``Segmenter`` actors, one per GPU (one actor on a CPU-only cluster), each holding the model
+once. A case flows ``read -> Segmenter.segment -> finish`` through Ray object references, so the next cases are
+read and the previous ones measured while the GPUs work. At most ``2 x actors + 2`` cases are in flight, which
+bounds the memory of the object store.
+
+Batch safety is the local run's: the driver claims each case with the same atomic lock, ``finish`` writes the
+case folder atomically (the same :func:`pipeline.batch.finish_case`), finished cases are skipped, failures are
+listed in ``run.json``. A worker process that dies (killed, out of memory, node lost) is handled by Ray: its
+task is retried (``max_retries``) and a dead actor restarted; a case whose task still fails is reported failed.
+The output folder must be on a file system every node sees (NFS, Lustre...).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger("plexus")
+INSTALL_HINT = 'Ray is not installed: pip install -e ".[distributed]" (or pip install "ray>=2.9")'
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        from .errors import PlexusError
+
+        raise PlexusError(INSTALL_HINT) from None
+    return ray
+
+
+def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
+    """Process ``todo`` (list of :class:`pipeline.batch.CaseInput`) on Ray.
+
+    ``fail(case, exc)`` and ``done(case, timings)`` report each case to the batch record, as the local loop does.
+    """
+    ray = _ray()
+    from tqdm import tqdm
+
+    from .batch import _Claim, finished
+
+    if not ray.is_initialized():
+        ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, **({} if args.address else {"num_cpus": args.ray_cpus}))
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    use_gpu = gpus > 0 and args.device != "cpu"
+    n_actors = max(1, gpus if use_gpu else 1)
+    read_task = ray.remote(num_cpus=1, max_retries=3)(_read)
+    finish_task = ray.remote(num_cpus=1, max_retries=3)(_finish)
+    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=3, max_task_retries=3)(Segmenter)
+    actors = [actor_cls.remote(str(model_dir), "cuda" if use_gpu else "cpu", args.modality_name, args.tta,
+                               args.overlap) for _ in range(n_actors)]
+    log.info("Ray: %d segmenter actor(s) on %s; cluster %s", n_actors, "GPU" if use_gpu else "CPU",
+             {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
+    queue = list(todo)
+    inflight: dict = {}  # finish ObjectRef -> (case, claim, t0)
+    bar = tqdm(total=len(todo), desc="cases (ray)", unit="case", dynamic_ncols=True)
+    k = 0
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < 2 * n_actors + 2:
+                case = queue.pop(0)
+                claim = _Claim(out, case.case_id)
+                if not claim.acquire() or (not (case.error or args.overwrite) and finished(out, case.case_id)):
+                    claim.release()
+                    log.info("%s: being processed or finished by another run, skipped", case.case_id)
+                    bar.update(1)
+                    continue
+                image = read_task.remote(case, args.series)
+                seg = actors[k % n_actors].segment.remote(image)
+                k += 1
+                ref = finish_task.remote(case, image, seg, str(out), args.save_probabilities)
+                inflight[ref] = (case, claim, time.perf_counter())
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                case, claim, t0 = inflight.pop(ref)
+                try:
+                    timings = ray.get(ref)
+                    timings["total_s"] = round(time.perf_counter() - t0, 3)
+                    done(case, timings)
+                except Exception as exc:  # RayTaskError wraps the task's exception; report its cause
+                    fail(case, getattr(exc, "cause", None) or exc)
+                finally:
+                    claim.release()
+                    bar.update(1)
+    finally:
+        for case, claim, _ in inflight.values():
+            claim.release()
+        bar.close()
+
+
+def _read(case, series):
+    from .errors import InputError
+    from .io import read_image
+
+    if case.error:
+        raise InputError(case.path, case.error)
+    t0 = time.perf_counter()
+    vol = read_image(case.path, series=series)
+    vol.meta["read_s"] = round(time.perf_counter() - t0, 3)
+    return vol
+
+
+def _finish(case, image, seg, out: str, save_probabilities: bool) -> dict:
+    from .batch import finish_case
+
+    labels, prob, modality, model_name, network_s = seg
+    timings = finish_case(case, image, labels, prob, modality, model_name, Path(out), save_probabilities)
+    return {"read_s": image.meta.get("read_s"), "network_s": network_s, **timings}
+
+
+class Segmenter:
+    """A Ray actor holding the model once; ``segment`` runs the network part of a case."""
+
+    def __init__(self, model_dir: str, device: str, modality: str | None, tta: bool, overlap: float | None):
+        import torch
+
+        from .train.model_io import load_model
+
+        self.device = torch.device(device)
+        self.model, self.meta = load_model(model_dir, self.device)
+        self.modality, self.tta, self.overlap = modality, tta, overlap
+
+    def segment(self, image):
+        import numpy as np
+
+        from .inference import segment
+
+        t0 = time.perf_counter()
+        seg = segment(image, self.model, self.meta, device=self.device, modality=self.modality, tta=self.tta,
+                      overlap=self.overlap, keep_probabilities=True)
+        return (seg.labels, seg.probabilities[1].astype(np.float32), seg.modality, self.meta.get("name"),
+                round(time.perf_counter() - t0, 3))
