@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,distributed]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,7 +32,7 @@ sample-data: $(STAMP)
 	$(BIN)/plexus synth --preset sample-mr --seed 12 -o sample_data/mr_phantom
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,distributed,bench]"
 	$(BIN)/python bench/measure_accuracy.py
 	$(BIN)/python bench/measure_speed.py
 

@@ -1,6 +1,6 @@
 """``plexus infer``: batch inference over files, DICOM folders, folders of scans, globs and lists.
 
-Batch safety: every case is written into a hidden ``.<case>.partial-PID`` folder and renamed to ``<case>/``
+Batch safety: every case is written into a hidden ``.<case>.partial-PID@HOST`` folder and renamed to ``<case>/``
 only when all its files are complete, so an interrupted run (Ctrl-C, kill, full disk) never leaves a
 finished-looking partial case; finished cases are skipped on re-run (``--overwrite`` redoes them); a case is
 claimed by an atomic lock so two runs on one output folder never write the same case; a bad case is reported
@@ -18,7 +18,9 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
+import socket
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -36,6 +38,7 @@ from .summarize import DONE, write_summary_csv
 
 log = logging.getLogger("plexus")
 IMAGE_EXTS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+STALE = re.compile(r"^\..+\.(partial|old)-(\d+(@.+)?)$")
 
 
 @dataclass
@@ -152,14 +155,14 @@ class _Claim:
             self.path.mkdir()
         except FileExistsError:
             try:
-                pid = int((self.path / "pid").read_text())
-            except (OSError, ValueError):
-                pid = -1
-            if _alive(pid):
-                return False          # a live run holds it
+                tag = (self.path / "pid").read_text().strip()
+            except OSError:  # just created by another run, which has not written its tag yet
+                tag = "" if time.time() - self.path.stat().st_mtime > 30 else owner_tag()
+            if not _dead(tag):
+                return False          # a live run (or one on another host) holds it
             shutil.rmtree(self.path, ignore_errors=True)
             return self.acquire()
-        (self.path / "pid").write_text(str(os.getpid()))
+        (self.path / "pid").write_text(owner_tag())
         self.held = True
         return True
 
@@ -168,6 +171,20 @@ class _Claim:
         if self.held:
             shutil.rmtree(self.path, ignore_errors=True)
             self.held = False
+
+
+def owner_tag() -> str:
+    """``PID@HOST`` of this process: names its partial folders and locks (workers may run on other hosts)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _dead(tag: str) -> bool:
+    """True when ``tag``'s process is gone: a process of this host that no longer runs (another host's counts as
+    alive: its liveness cannot be checked from here), or an unreadable tag."""
+    pid, _, host = tag.partition("@")
+    if host and host != socket.gethostname():
+        return False
+    return not (pid.isdigit() and _alive(int(pid)))
 
 
 def _alive(pid: int) -> bool:
@@ -179,11 +196,11 @@ def _alive(pid: int) -> bool:
 
 
 def clean_stale(out: Path) -> int:
-    """Remove what dead runs left behind (``.<case>.partial-PID``/``.old-PID`` folders); return how many."""
+    """Remove what dead processes left (``.<case>.partial-PID@HOST``, ``.old-PID@HOST``); return how many."""
     n = 0
-    for p in out.glob(".*.*-*"):
-        kind, _, pid = p.name.rpartition("-")
-        if (kind.endswith(".partial") or kind.endswith(".old")) and pid.isdigit() and not _alive(int(pid)):
+    for p in out.glob(".*"):
+        m = STALE.match(p.name)
+        if m and _dead(m.group(2)):
             shutil.rmtree(p, ignore_errors=True)
             n += 1
     return n
@@ -256,7 +273,7 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
 def _publish(tmp: Path, final: Path) -> None:
     """Rename a complete case folder into place (``--overwrite``: the old one goes only once the new is complete)."""
     if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        old = final.with_name(f".{final.name}.old-{owner_tag()}")
         final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
@@ -268,7 +285,7 @@ def finish_case(case: CaseInput, image, labels, prob_plexus: np.ndarray, modalit
                 save_probabilities: bool) -> dict:
     """Measure and export one segmented case into ``out/<case_id>/`` atomically (runs in a worker process)."""
     t1 = time.perf_counter()
-    tmp = out / f".{case.case_id}.partial-{os.getpid()}"
+    tmp = out / f".{case.case_id}.partial-{owner_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
@@ -319,6 +336,7 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
 
         try:
             run_cases_ray(todo, out, args, args.model, ray_fail, lambda c, t: record.cases.__setitem__(c.case_id, t))
+            clean_stale(out)  # partial folders of workers that died here (Ray retried their cases)
         finally:
             _finish(out, cases, record, meta, args)
         return _report_end(out, cases, record, args)

@@ -43,7 +43,8 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
 
     from .batch import _Claim, finished
 
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, **({} if args.address else {"num_cpus": args.ray_cpus}))
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -91,6 +92,8 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
         for case, claim, _ in inflight.values():
             claim.release()
         bar.close()
+        if started:  # a Ray instance this run started goes with it
+            ray.shutdown()
 
 
 def _read(case, series):

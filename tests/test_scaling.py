@@ -1,18 +1,23 @@
-"""Beyond one process: job-array shards, ``plexus summarize``, and DDP training with torchrun (gloo)."""
+"""Beyond one process: job-array shards, ``plexus summarize``, DDP training (torchrun, gloo), Ray batches."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
+import numpy as np
 import pytest
 import torch
 
 from pipeline.batch import CaseInput, select_shard
 from pipeline.cli import main
+from pipeline.io import read_image
 from pipeline.train.model_io import load_model
 from tests.conftest import ROOT
 
@@ -89,3 +94,57 @@ def test_ddp_two_gloo_processes_match_one_process_and_resume(tmp_path):
     lines = (tmp_path / "ddp" / "metrics.csv").read_text().splitlines()
     assert [int(r.split(",")[0]) for r in lines[1:]] == list(range(1, 13))  # one writer, no duplicated steps
     assert meta["training"]["steps"] in (6, 12) and sum(p.numel() for p in model.parameters()) > 0
+
+
+# ---------------------------------------------------------------------------------------------------- Ray
+def _ray():
+    return pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[distributed]'; the CI does)")
+
+
+def test_ray_executor_gives_the_local_outputs(scans, smoke_model_dir, tmp_path):
+    _ray()
+    inputs = [str(scans / f"case_{ax}.nii.gz") for ax in ("RAS", "LPS", "PIR")] + [str(scans / "broken.nii.gz")]
+    model = ["--model", str(smoke_model_dir)]
+    assert main(["-q", "infer", *inputs, "-o", str(tmp_path / "local"), *model]) == 1
+    assert main(["-q", "infer", *inputs, "-o", str(tmp_path / "ray"), "--executor", "ray", "--ray-cpus", "2",
+                 *model]) == 1
+    for case in ("case_RAS", "case_LPS", "case_PIR"):
+        for name in ("calibre.csv", "centerlines.json"):
+            assert (tmp_path / "local" / case / name).read_text() == (tmp_path / "ray" / case / name).read_text()
+        a, b = (read_image(tmp_path / d / case / "segmentation.nii.gz") for d in ("local", "ray"))
+        assert np.array_equal(a.array, b.array) and np.allclose(a.affine, b.affine)
+    assert (tmp_path / "local" / "summary.csv").read_text() == (tmp_path / "ray" / "summary.csv").read_text()
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert [f["case_id"] for f in run["failures"]] == ["broken"] and "truncated or corrupt" in run["failures"][0]["error"]
+    assert set(run["timings"]) == {"case_RAS", "case_LPS", "case_PIR"}
+
+
+def test_ray_worker_killed_mid_batch_loses_no_case(scans, smoke_model_dir, tmp_path):
+    _ray()
+    out = tmp_path / "out"
+    inputs = [str(scans / f"case_{ax}.nii.gz") for ax in ("RAS", "LPS", "PIR")]
+    result: dict = {}
+    batch = threading.Thread(target=lambda: result.setdefault("code", main(
+        ["-q", "infer", *inputs, "-o", str(out), "--executor", "ray", "--ray-cpus", "2", "--model",
+         str(smoke_model_dir)])))
+    batch.start()
+    killed = None
+    deadline = time.time() + 240
+    while killed is None and batch.is_alive() and time.time() < deadline:
+        for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines():
+            if "ray::_finish" in line:  # a worker process measuring a case right now
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+                killed = line
+                break
+        time.sleep(0.02)
+    batch.join(timeout=300)
+    assert killed, "no Ray worker was caught running a case"
+    assert result.get("code") == 0  # the killed task was retried
+    assert {d.name for d in out.iterdir() if (d / ".complete").exists()} == {"case_RAS", "case_LPS", "case_PIR"}
+    assert not [p.name for p in out.iterdir() if ".partial" in p.name or p.name.endswith(".lock")]
+
+
+def test_ray_executor_without_ray_says_how_to_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    assert main(["infer", "x.nii.gz", "-o", str(tmp_path), "--executor", "ray"]) == 2
+    assert 'pip install -e ".[distributed]"' in capsys.readouterr().err
