@@ -187,6 +187,8 @@ def _add_infer(sub) -> None:
                    help="local (this machine) or ray (a Ray cluster: pip install -e '.[distributed]')")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--ray-actors", type=int, help="network actors holding the model (default: one per GPU of the "
+                   "cluster, 1 without GPUs)")
     p.add_argument("--shard", type=_shard, metavar="K/N", help="process only shard K of N (1-based) of the cases, "
                    "for job arrays writing into one output folder; then run 'plexus summarize OUT_DIR'")
     p.add_argument("--workers", type=int, help="processes measuring and exporting while the network runs on the "
@@ -205,8 +207,10 @@ def _run_infer(args) -> int:
         from .ray_batch import _ray
 
         _ray()  # a clear error before any work when Ray is not installed
-    elif args.address or args.ray_cpus:
-        raise ValueError("--address and --ray-cpus need --executor ray")
+    elif args.address or args.ray_cpus or args.ray_actors:
+        raise ValueError("--address, --ray-cpus and --ray-actors need --executor ray")
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise ValueError(f"--ray-actors: expected 1 or more, got {args.ray_actors}")
     return run_batch(args.inputs, args.out, args)
 
 

@@ -49,10 +49,14 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
                  logging_level=logging.WARNING, **({} if args.address else {"num_cpus": args.ray_cpus}))
     gpus = int(ray.cluster_resources().get("GPU", 0))
     use_gpu = gpus > 0 and args.device != "cpu"
-    n_actors = max(1, gpus if use_gpu else 1)
+    n_actors = args.ray_actors or max(1, gpus if use_gpu else 1)
     read_task = ray.remote(num_cpus=1, max_retries=3)(_read)
     finish_task = ray.remote(num_cpus=1, max_retries=3)(_finish)
-    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0, max_restarts=3, max_task_retries=3)(Segmenter)
+    # actors hold their CPUs for life: leave at least one CPU of the cluster to the read and finish tasks
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    actor_cpus = min(1.0, max(cpus - 1.0, 0.25) / n_actors)
+    actor_cls = ray.remote(num_cpus=actor_cpus, num_gpus=1 if use_gpu else 0, max_restarts=3,
+                           max_task_retries=3)(Segmenter)
     actors = [actor_cls.remote(str(model_dir), "cuda" if use_gpu else "cpu", args.modality_name, args.tta,
                                args.overlap) for _ in range(n_actors)]
     log.info("Ray: %d segmenter actor(s) on %s; cluster %s", n_actors, "GPU" if use_gpu else "CPU",
