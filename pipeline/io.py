@@ -331,6 +331,12 @@ def _check_metaimage_header(path: Path, max_voxels: int) -> None:
     if len(dims) != ndims or min(dims) < 0:
         raise InputError(path, f"MetaImage DimSize {fields.get('DimSize')!r} is missing or negative")
     _check_size(path, tuple(dims), max_voxels)
+    data = fields.get("ElementDataFile", "")
+    if data.upper() != "LOCAL":  # ITK crashes the interpreter on some unreadable data-file names
+        if not data or not data.isprintable() or data.upper().startswith("LIST") or "%" in data:
+            raise InputError(path, f"MetaImage ElementDataFile {data[:60]!r} is not supported (use LOCAL or a file)")
+        if not (path.parent / data).is_file():
+            raise InputError(path, f"MetaImage data file {data!r} named in the header does not exist")
 
 
 def volume_from_sitk(img, path: Path | str) -> Volume:

@@ -79,7 +79,7 @@ def _scene(rotation: np.ndarray, shift: np.ndarray):
     """Two separate curved veins (radii 1.0 and 1.8 mm), rotated rigidly about the scene centre."""
     t = np.linspace(0, 1, 120)[:, None]
     a = np.hstack([4 * np.sin(2 * t), 0 * t - 5, 40 * t - 20])
-    b = np.hstack([0 * t + 6, 3 * np.cos(3 * t), 40 * t - 20])
+    b = np.hstack([0 * t + 9, 3 * np.cos(3 * t), 40 * t - 20])  # at least 2.9 mm of gap between the walls
     return [tube(p @ rotation.T + shift, r, name) for p, r, name in ((a, 1.0, "a"), (b, 1.8, "b"))]
 
 

@@ -272,6 +272,8 @@ def test_reader_crashes_found_by_fuzzing_are_clear_errors(tmp_path):
     middle.write_bytes(data.replace(b"\x02\x00\x10\x00UI", b"\x02\x00\x10\x00EI", 1))  # unknown VR
     (tmp_path / "ndims.mha").write_bytes(b"ObjectType = Image\nNDims = 30000000002 1.5\nDimSize = 1 1 4\n"
                                          b"ElementType = MET_FLOAT\nElementDataFile = LOCAL\n" + b"\0" * 16)  # hung ITK
+    (tmp_path / "datafile.mha").write_bytes(b"ObjectType = Image\nNDims = 3\nDimSize = 6 5 4\nElementType = MET_FLOAT\n"
+                                            b"ElementDataFile = LOCAt\x9b\x03r%\xb2\xf3\n" + b"\0" * 64)  # ITK segfault
     empty_iop = write_series(tmp_path / "iop", [0.0, 1.0, 2.0], size=8)
     import pydicom
 
@@ -280,7 +282,7 @@ def test_reader_crashes_found_by_fuzzing_are_clear_errors(tmp_path):
     ds.ImageOrientationPatient = ""  # an empty numeric string
     ds.save_as(bad)
     for path, named in ((tmp_path / "deflate.nii.gz", None), (tmp_path / "dirs.nrrd", None), (series, middle),
-                        (tmp_path / "ndims.mha", None), (empty_iop, None)):
+                        (tmp_path / "ndims.mha", None), (tmp_path / "datafile.mha", None), (empty_iop, None)):
         with pytest.raises(InputError) as info:
             read_image(path)
         assert str(named or path) in str(info.value), info.value
