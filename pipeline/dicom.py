@@ -134,17 +134,26 @@ def read_dicom_series(folder: Path, *, series: str | None = None, only_file: Pat
     import pydicom
 
     for k, (f, _) in enumerate(items):
-        ds = pydicom.dcmread(f)
+        try:
+            ds = pydicom.dcmread(f)
+        except Exception as exc:  # read fine without its pixels, corrupt with them
+            raise InputError(f, f"corrupt DICOM file ({type(exc).__name__}: {str(exc)[:100]})") from None
         try:
             px = ds.pixel_array
         except Exception as exc:
-            ts = getattr(ds.file_meta, "TransferSyntaxUID", None)
+            ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
             name = getattr(ts, "name", str(ts))
             raise InputError(f, f"cannot decode pixel data (transfer syntax {name}): {exc}") from None
         if px.ndim != 2:
             raise InputError(f, f"multi-frame or colour slice (pixel array shape {px.shape}) is not supported")
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        inter = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        try:
+            slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+            inter = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        except (TypeError, ValueError):
+            raise InputError(f, f"invalid RescaleSlope/RescaleIntercept ({ds.get('RescaleSlope')!r}, "
+                                f"{ds.get('RescaleIntercept')!r})") from None
+        if px.shape != (rows, cols):
+            raise InputError(f, f"pixel data of shape {px.shape} where the header says {rows}x{cols}")
         vol[:, :, k] = px.T.astype(np.float32) * slope + inter
 
     lps = np.eye(4)
