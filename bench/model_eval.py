@@ -5,7 +5,7 @@ are segmented with :func:`pipeline.inference.segment` (prediction back on each s
 by ``plexus evaluate`` (Dice, clDice, HD95, centreline precision/recall, calibre error per (level, channel)
 from ``plexus measure`` with the phantom's vertebra map).
 
-Usage: ``python bench/model_eval.py [--model models/plexus_phantom] [--cases 8] [--no-doc]``
+Usage: ``python bench/model_eval.py [--model models/plexus_phantom] [--cases 8] [--tta] [--no-doc]``
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom")
     ap.add_argument("--cases", type=int, default=len(CASES))
     ap.add_argument("--out", type=Path, help="keep predictions and truth here (default: a temporary folder)")
+    ap.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     model, meta = load_model(args.model)
@@ -44,14 +45,15 @@ def main() -> None:
         root = args.out or Path(tmp)
         truth, pred = root / "truth", root / "pred"
         modality, times = {}, []
-        for k, (preset, sp, orient) in enumerate(CASES[: args.cases]):
+        for k in range(args.cases):  # beyond the 8 settings, they repeat with new seeds
+            preset, sp, orient = CASES[k % len(CASES)]
             cfg = preset_config(preset, spacing=sp, orientation=orient, seed=800000 + k,
                                 fov_lr=34, fov_back=34, fov_front=42)
             ph = generate_phantom(cfg)
             cid = f"heldout_{k:02d}_{preset}"
             save_phantom(ph, truth / cid)
             t0 = time.perf_counter()
-            seg = segment(ph.image, model, meta)
+            seg = segment(ph.image, model, meta, tta=args.tta)
             times.append(time.perf_counter() - t0)
             write_image(ph.mask.with_array((seg.labels.array == 1).astype(np.uint8)), pred / cid / "segmentation.nii.gz")
             modality[cid] = cfg.modality
@@ -76,7 +78,7 @@ def main() -> None:
     if not args.no_doc:
         update_doc("model_eval", f"""## Shipped model on held-out phantoms (`bench/model_eval.py`)
 
-Command: `python bench/model_eval.py --model {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model}`
+Command: `python bench/model_eval.py --model {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model} --cases {args.cases}{' --tta' if args.tta else ''}`
 (commit {git_rev()}; {machine()}). {len(rows)} fresh phantoms (seeds 800000+, never in training), segmented
 on their own grids through the full pipeline, scored by `plexus evaluate`; calibre MAE is the mean absolute
 error of the per-(level, channel) median diameter measured by `plexus measure` on the predicted mask.

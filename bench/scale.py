@@ -1,15 +1,20 @@
-"""Batch throughput (cases/hour) of ``plexus infer``: local executor and Ray with 1 and 2 network actors.
+"""Scaling figures: batch throughput of ``plexus infer`` (local, Ray with 1 and 2 actors) and DDP training speed.
 
 A batch of lumbar CT phantoms (about 110 x 110 x 200 voxels each) is run three ways on the same machine, each
 into a fresh output folder: the local executor, then ``--executor ray`` on a local Ray instance with 1 and with
-2 ``Segmenter`` actors. Figures go to docs/benchmarks.md (section ``scale``) and docs/scaling.md quotes them.
+2 ``Segmenter`` actors. Then ``configs/phantom.yaml`` (6 phantoms) trains for ``--ddp-steps`` steps in 1 process
+and with ``--nproc-per-node 2`` (gloo on the CPU, NCCL on GPUs), at the same global batch. Figures go to
+docs/benchmarks.md (section ``scale``).
 
-Usage: ``python bench/scale.py [--cases 6] [--ray-cpus N] [--device auto] [--no-doc]``
+Usage: ``python bench/scale.py [--cases 6] [--ray-cpus N] [--device auto] [--ddp-steps 60] [--no-doc]``
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,12 +36,26 @@ def _run(inputs: list[Path], out: Path, model: Path, device: str, extra: list[st
     return wall
 
 
+def _train_speed(tmp: Path, nproc: int, steps: int) -> float:
+    """Seconds per step (data wait included, validation excluded) of configs/phantom.yaml in ``nproc`` processes."""
+    run = tmp / f"ddp{nproc}"
+    cmd = [sys.executable, "-m", "pipeline.cli", "-q", "train", "--config", str(ROOT / "configs" / "phantom.yaml"),
+           "--nproc-per-node", str(nproc)]
+    for o in ("data.synthetic.count=6", f"train.iterations={steps}", "train.val_every=100000",
+              f"output.run_dir={run}", f"output.model_dir={run / 'model'}"):
+        cmd += ["--override", o]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    return float(rows[-1]["sec_per_step"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=6)
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ray-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    ap.add_argument("--ddp-steps", type=int, default=60, help="training steps per DDP measurement (0: skip)")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,6 +75,9 @@ def main() -> None:
             wall = _run(inputs, tmp / name.replace(" ", "_").replace(",", ""), args.model, args.device, extra)
             rows.append((name, wall, 3600 * len(inputs) / wall))
             print(f"{name}: {wall:.1f} s for {len(inputs)} cases = {rows[-1][2]:.0f} cases/hour", flush=True)
+        ddp = [(n, _train_speed(tmp, n, args.ddp_steps)) for n in ((1, 2) if args.ddp_steps else ())]
+        for n, sps in ddp:
+            print(f"DDP {n} process(es): {sps:.3f} s/step", flush=True)
     import torch
 
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else "CPU only"
@@ -64,6 +86,11 @@ def main() -> None:
              f"(read, network, measurement, every export); wall time of the batch including Ray's start.", "",
              "| executor | batch wall time | cases/hour |", "|---|---|---|"]
     lines += [f"| {n} | {w:.1f} s | {c:.0f} |" for n, w, c in rows]
+    if ddp:
+        lines += ["", f"Training `configs/phantom.yaml` (6 phantoms, global batch 2 x 64^3, {args.ddp_steps} steps) "
+                  "in 1 process and in 2 DDP processes (torchrun; gloo on the CPU):", "",
+                  "| processes | s/step | steps/s | speed-up |", "|---|---|---|---|"]
+        lines += [f"| {n} | {sps:.3f} | {1 / sps:.2f} | {ddp[0][1] / sps:.2f}x |" for n, sps in ddp]
     if not args.no_doc:
         update_doc("scale", "\n".join(lines))
     print("\n".join(lines))
