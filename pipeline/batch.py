@@ -253,7 +253,7 @@ def _content_warnings(case: CaseInput, labels) -> list[str]:
 
 
 def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_name, tmp: Path,
-                save_probabilities: bool) -> None:
+                save_probabilities: bool, options=None) -> None:
     from .measure_case import measure_volumes
 
     write_image(labels, tmp / "segmentation.nii.gz")
@@ -262,7 +262,9 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
         write_image(prob, tmp / "probabilities.nii.gz")
     vert = read_label_map(case.vertebrae) if case.vertebrae else None
     labels.meta["warnings"] = [*labels.meta.get("warnings", []), *_content_warnings(case, labels)]
-    measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, title=case.case_id)
+    bone = None if vert is not None else labels.with_array((labels.array == 2).astype(np.uint8))  # levels from bone
+    measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, bone=bone, options=options,
+                    title=case.case_id)
     meas = json.loads((tmp / "measurements.json").read_text())
     meas.update({"case_id": case.case_id, "input": str(case.path), "modality": modality, "model": model_name,
                  "vertebrae": str(case.vertebrae) if case.vertebrae else None})
@@ -282,14 +284,14 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def finish_case(case: CaseInput, image, labels, prob_plexus: np.ndarray, modality: str, model_name: str, out: Path,
-                save_probabilities: bool) -> dict:
+                save_probabilities: bool, options=None) -> dict:
     """Measure and export one segmented case into ``out/<case_id>/`` atomically (runs in a worker process)."""
     t1 = time.perf_counter()
     tmp = out / f".{case.case_id}.partial-{owner_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        _write_case(case, image, labels, prob_plexus, modality, model_name, tmp, save_probabilities)
+        _write_case(case, image, labels, prob_plexus, modality, model_name, tmp, save_probabilities, options)
         _publish(tmp, out / case.case_id)
     except BaseException as exc:  # nothing of a failed or interrupted case is kept
         shutil.rmtree(tmp, ignore_errors=True)
@@ -299,6 +301,13 @@ def finish_case(case: CaseInput, image, labels, prob_plexus: np.ndarray, modalit
             raise OutputError(out, f"cannot write case {case.case_id} ({exc.strerror})") from None
         raise
     return {"postprocess_s": round(time.perf_counter() - t1, 3), "modality": modality}
+
+
+def measure_options(args):
+    """The measurement options of ``plexus infer`` (levels from the model's bone class when no map is given)."""
+    from .postprocess.measure import MeasureOptions
+
+    return MeasureOptions(lumbar_count=getattr(args, "lumbar_count", 5), anchor=getattr(args, "anchor", None))
 
 
 def run_batch(inputs: list[str], out: Path, args) -> int:
@@ -395,7 +404,7 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                 seg = segment_case(image, model, meta, args)
                 timings["network_s"] = round(time.perf_counter() - t1, 3)
                 job = (case, image, seg.labels, seg.probabilities[1].astype(np.float32), seg.modality,
-                       meta.get("name"), out, args.save_probabilities)
+                       meta.get("name"), out, args.save_probabilities, measure_options(args))
             except (PlexusError, ValueError, RuntimeError, OSError, MemoryError) as exc:
                 fail(case, exc)
                 claim.release()

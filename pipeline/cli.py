@@ -176,6 +176,10 @@ def _add_infer(sub) -> None:
     p.add_argument("--model", type=Path, default=Path("models/plexus_phantom"), help="model folder")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--vertebrae", help="vertebra map (one case) or folder of maps named by case id (levels)")
+    p.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], default=5, help="without --vertebrae, levels are "
+                   "named from the model's vertebral bone counting up from the sacrum: lumbar vertebrae above it")
+    p.add_argument("--anchor", metavar="NAME@Z", help="without --vertebrae and with no sacrum in view: the vertebra "
+                   "NAME whose body lies at world height Z mm (RAS z), e.g. L3@120; levels are NA otherwise")
     p.add_argument("--modality", choices=["auto", "ct", "mr"], default="auto", help="default: from DICOM tags "
                    "or intensities (stated in measurements.json)")
     p.add_argument("--series", help="DICOM SeriesInstanceUID to read from series folders")
@@ -203,6 +207,10 @@ def _run_infer(args) -> int:
         raise ValueError(f"--workers: expected 0 or more, got {args.workers}")
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise ValueError(f"--overlap: expected a value in [0, 1), got {args.overlap}")
+    if args.anchor:
+        from .postprocess.vertebrae import parse_anchor
+
+        parse_anchor(args.anchor)  # a malformed hint is a usage error before any work
     if args.executor == "ray":
         from .ray_batch import _ray
 

@@ -33,17 +33,23 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
 
 
 def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None = None, vertebrae: Volume | None = None,
-                    probabilities: Volume | None = None, options: MeasureOptions | None = None,
-                    title: str = "") -> MeasureResult:
+                    probabilities: Volume | None = None, bone: Volume | None = None,
+                    options: MeasureOptions | None = None, title: str = "") -> MeasureResult:
     """Measure ``mask`` and write every output of a case into ``out_dir``.
 
     ``calibre.csv`` (+ ``.schema.csv``), ``centerlines.json``, ``measurements.json``, ``qc.png`` and, for 3D Slicer,
-    ``segmentation.seg.nrrd``, ``centerlines.mrk.json``, ``centerlines.vtp`` and ``load_in_slicer.py``.
+    ``segmentation.seg.nrrd``, ``centerlines.mrk.json``, ``centerlines.vtp`` and ``load_in_slicer.py``; with ``bone``
+    and no ``vertebrae``, also ``vertebrae.nii.gz``: the vertebra map found from the bone (VerSe ids).
     """
     options = options or MeasureOptions()
-    result = measure(mask, vertebrae=vertebrae, probabilities=probabilities, options=options)
+    result = measure(mask, vertebrae=vertebrae, probabilities=probabilities, bone=bone, options=options)
     out = Path(out_dir)
     write_measurement_files(result, out)
+    if result.vertebrae is not None:
+        from .io import write_image
+
+        write_image(result.vertebrae, out / "vertebrae.nii.gz")
+        vertebrae = result.vertebrae
     write_segmentation(out / "segmentation.seg.nrrd", mask, label=options.label, vertebrae=vertebrae)
     write_markups(out / "centerlines.mrk.json", result)
     write_vtp(out / "centerlines.vtp", result)

@@ -41,7 +41,7 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
     ray = _ray()
     from tqdm import tqdm
 
-    from .batch import _Claim, finished
+    from .batch import _Claim, finished, measure_options
 
     started = not ray.is_initialized()
     if started:
@@ -78,7 +78,7 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
                 image = read_task.remote(case, args.series)
                 seg = actors[k % n_actors].segment.remote(image)
                 k += 1
-                ref = finish_task.remote(case, image, seg, str(out), args.save_probabilities)
+                ref = finish_task.remote(case, image, seg, str(out), args.save_probabilities, measure_options(args))
                 inflight[ref] = (case, claim, time.perf_counter())
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
@@ -112,11 +112,11 @@ def _read(case, series):
     return vol
 
 
-def _finish(case, image, seg, out: str, save_probabilities: bool) -> dict:
+def _finish(case, image, seg, out: str, save_probabilities: bool, options) -> dict:
     from .batch import finish_case
 
     labels, prob, modality, model_name, network_s = seg
-    timings = finish_case(case, image, labels, prob, modality, model_name, Path(out), save_probabilities)
+    timings = finish_case(case, image, labels, prob, modality, model_name, Path(out), save_probabilities, options)
     return {"read_s": image.meta.get("read_s"), "network_s": network_s, **timings}
 
 

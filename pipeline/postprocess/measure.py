@@ -26,6 +26,13 @@ from .anatomy import (
 from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
 from .centreline import Branch, extract_centrelines
 from .clean import clean_mask
+from .vertebrae import (
+    field_extent,
+    find_bodies,
+    name_bodies,
+    parse_anchor,
+    vertebra_map,
+)
 
 BAD = JUNCTION | END | EMPTY | BORDER
 COLUMNS = ["level", "channel", "n_points", "length_mm", "median_diameter_mm", "mean_diameter_mm", "min_diameter_mm",
@@ -45,6 +52,8 @@ class MeasureOptions:
     step_mm: float = 0.5
     window_mm: float = 2.0
     vertebrae_convention: str = "verse"
+    lumbar_count: int = 5                 # levels from bone: lumbar vertebrae above the sacrum (4, 5 or 6)
+    anchor: str | None = None             # levels from bone without a sacrum in view: 'NAME@Z' (world z, mm)
 
     def __post_init__(self):
         for k in ("min_volume_mm3", "max_hole_mm3", "prune_ratio", "step_mm", "window_mm"):
@@ -62,6 +71,7 @@ class MeasureResult:
     rows: list[dict]
     summary: dict
     warnings: list[str] = field(default_factory=list)
+    vertebrae: Volume | None = None      # the vertebra map found from the bone mask (VerSe ids, mask grid)
 
 
 def _same_grid(ref: Volume, other: Volume, what: str) -> None:
@@ -89,13 +99,13 @@ def _binary(mask: Volume, label: int, warnings: list[str]) -> np.ndarray:
 
 
 def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Volume | None = None,
-            options: MeasureOptions | None = None) -> MeasureResult:
+            bone: Volume | None = None, options: MeasureOptions | None = None) -> MeasureResult:
     """Measure the plexus of ``mask`` (see the module docstring)."""
     opt = options or MeasureOptions()
     t0 = time.perf_counter()
     warnings: list[str] = list(mask.meta.get("warnings", []))
     binary = _binary(mask, opt.label, warnings)
-    for other, what in ((vertebrae, "vertebra map"), (probabilities, "probability map")):
+    for other, what in ((vertebrae, "vertebra map"), (probabilities, "probability map"), (bone, "bone mask")):
         if other is not None:
             _same_grid(mask, other, what)
     summary = {"input": mask.path, "shape": list(mask.shape), "spacing_mm": [round(float(s), 4) for s in mask.spacing],
@@ -142,6 +152,14 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     if frame is None:
         warnings.append(f"{mask.path}: too little plexus to find the spinal canal; channels are all 'transverse'")
     centroids: dict[str, float] = {}
+    found = None
+    if vertebrae is None and bone is not None and frame is not None:
+        found, named = _levels_from_bone(bone, frame, opt)
+        warnings += [f"{mask.path}: {w}" for w in named.warnings]
+        centroids = named.centroids()
+        summary["levels_from_bone"] = {"anchor": named.anchor, "confidence": named.confidence,
+                                       "bodies": [{"level": n, "axis_mm": [round(a, 1), round(b, 1)]}
+                                                  for n, (a, b) in zip(named.names, named.s_range)]}
     if vertebrae is not None and frame is not None:
         centroids = vertebra_axis_positions(to_verse(vertebrae.array, opt.vertebrae_convention), vertebrae.affine, frame)
         if not centroids:
@@ -159,7 +177,7 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
         "total_volume_mm3": round(float(cleaned.sum() * np.prod(spacing)), 2),
         "centreline_length_mm": round(float(sum(b.length for b in graph.branches)), 2),
         "n_branches": len(graph.branches), "n_junctions": int((graph.degree >= 3).sum()), "n_loops": int(n_loops),
-        "levels_source": "vertebra map" if centroids else "none (levels are NA)",
+        "levels_source": _levels_source(vertebrae, found, centroids, summary),
         "vertebra_axis_mm": {k: round(v, 2) for k, v in sorted(centroids.items(), key=lambda kv: kv[1])},
         "per_level": _per_level(rows),
         "flags": {name: int(sum(((b.data["flags"] & bit) > 0).sum() for b in graph.branches))
@@ -167,7 +185,32 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
         "timings_s": {"clean": round(t1 - t0, 3), "centreline": round(t2 - t1, 3), "calibre": round(t3 - t2, 3),
                       "total": round(time.perf_counter() - t0, 3)},
     })
-    return MeasureResult(graph.branches, graph.nodes, graph.degree, rows, summary, warnings)
+    return MeasureResult(graph.branches, graph.nodes, graph.degree, rows, summary, warnings, found)
+
+
+def _levels_source(vertebrae, found, centroids, summary) -> str:
+    if not centroids:
+        return "none (levels are NA)"
+    if vertebrae is not None:
+        return "vertebra map"
+    return f"bone mask (anchor: {summary['levels_from_bone']['anchor']})"
+
+
+def _levels_from_bone(bone: Volume, frame, opt: MeasureOptions):
+    """Name the vertebral bodies of ``bone`` (see :mod:`.vertebrae`); return (VerSe map Volume, NamedBodies)."""
+    mask = bone.array > 0
+    bodies, s_all, idx = find_bodies(mask, bone.affine, frame)
+    hint = None
+    if opt.anchor:
+        name, z = parse_anchor(opt.anchor)
+        hint = (name, float(frame.s[int(np.argmin(np.abs(frame.centre[:, 2] - z)))]))
+    named = name_bodies(bodies, field_extent(bone.shape, bone.affine, frame), lumbar_count=opt.lumbar_count,
+                        hint=hint)
+    if len(idx) < int(mask.sum()):  # subsampled: label every voxel
+        idx = np.argwhere(mask)
+        s_all = frame.project((bone.affine[:3, :3] @ idx.T).T + bone.affine[:3, 3])[2]
+    arr = vertebra_map(bone.shape, idx, s_all, named)
+    return bone.with_array(arr, kind="vertebrae", convention="verse"), named
 
 
 def _n_components(mask: np.ndarray) -> int:

@@ -1,0 +1,166 @@
+"""Vertebral levels without a vertebra map: bodies from a bone mask, named by counting from an anchor.
+
+1. **Bodies.** Bone voxels are projected into the canal frame (see :mod:`.anatomy`); those in front of the canal
+   (``10 mm < v < 70 mm``, ``|u| < 35 mm``) are vertebral bodies. Their amount per millimetre of spine axis is a
+   profile whose deep minima are the discs; each run between two discs longer than ``min_body_mm`` is a body.
+2. **Anchor.** The **sacrum** is the caudal-most bone column when it either ends free inside the field of view
+   (nothing below it over at least ``free_end_mm``, more than a disc: no lumbar vertebra ends without a disc and another
+   vertebra under it) or runs on fused for more than 1.6 median body heights (S1 fused with S2...). Its cranial
+   body is S1; the body above is L5 (L6 with ``lumbar_count=6``), and so on upwards. Without a sacrum, a hint
+   ``NAME@S`` (``L3@120``: the body whose centre lies nearest the world height ``S`` mm, the scanner's z) names
+   one body. With no anchor, levels are not guessed: every body is ``NA`` and a warning says why.
+3. **Map.** Every bone voxel takes the body nearest along the spine axis, so the map written
+   (``vertebrae.nii.gz``, VerSe ids) holds whole vertebrae, posterior elements included, and the whole sacrum
+   below S1 (VerSe 26).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from ..levels import NAME_TO_VERSE, ORDER
+from .anatomy import CanalFrame
+
+
+@dataclass
+class NamedBodies:
+    """Bodies found along the spine axis, cranial to caudal, and how they were named."""
+
+    names: list[str]                     # level of each body ('NA' when no anchor holds)
+    s_range: list[tuple[float, float]]   # (caudal, cranial) axis positions of each body, mm
+    anchor: str                          # 'sacrum', 'hint NAME@S', or 'none'
+    confidence: float                    # 0..1: regularity of body heights and clarity of the anchor
+    warnings: list[str] = field(default_factory=list)
+
+    def centroids(self) -> dict[str, float]:
+        """Axis position of each named body's centre (what :func:`.anatomy.assign_levels` takes)."""
+        return {n: 0.5 * (a + b) for n, (a, b) in zip(self.names, self.s_range) if n != "NA"}
+
+
+def find_bodies(bone: np.ndarray, affine: np.ndarray, frame: CanalFrame, *, min_body_mm: float = 8.0,
+                max_voxels: int = 3_000_000) -> tuple[list[tuple[float, float]], np.ndarray, np.ndarray]:
+    """Vertebral bodies of a bone mask along the canal axis.
+
+    Parameters
+    ----------
+    bone : (I, J, K) bool ndarray
+        Vertebral bone (the model's class 2, or any vertebra map > 0).
+    affine : (4, 4) ndarray
+        Voxel to RAS mm.
+    frame : CanalFrame
+        The canal frame of the plexus.
+
+    Returns
+    -------
+    bodies : list of (s_caudal, s_cranial) in mm, cranial first.
+    s_all : (N,) axis positions of the bone voxels used; idx : (N, 3) their voxel indices.
+    """
+    idx = np.argwhere(bone)
+    if len(idx) > max_voxels:  # subsample huge masks (positions only feed a profile)
+        idx = idx[:: int(np.ceil(len(idx) / max_voxels))]
+    if len(idx) == 0:
+        return [], np.zeros(0), idx
+    world = (affine[:3, :3] @ idx.T).T + affine[:3, 3]
+    u, v, s = frame.project(world)
+    body = (v > 10.0) & (v < 70.0) & (np.abs(u) < 35.0)
+    if body.sum() < 50:
+        return [], s, idx
+    lo, hi = np.floor(s[body].min()) - 2, np.ceil(s[body].max()) + 3
+    hist, edges = np.histogram(s[body], bins=np.arange(lo, hi, 1.0))
+    prof = gaussian_filter1d(hist.astype(float), 1.0)
+    level = 0.35 * np.percentile(prof[prof > 0], 75)
+    inside = prof > level
+    bodies, k = [], 0
+    while k < len(inside):
+        if inside[k]:
+            j = k
+            while j < len(inside) and inside[j]:
+                j += 1
+            if edges[j] - edges[k] >= min_body_mm:
+                bodies.append((float(edges[k]), float(edges[j])))
+            k = j
+        else:
+            k += 1
+    return sorted(bodies, key=lambda b: -b[1]), s, idx
+
+
+def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float], *, lumbar_count: int = 5,
+                hint: tuple[str, float] | None = None, free_end_mm: float = 15.0) -> NamedBodies:
+    """Name ``bodies`` (cranial first) from the sacrum, else from ``hint`` (name, axis position), else ``NA``.
+
+    ``field_s``: the (caudal, cranial) axis positions where the canal runs inside the image, to tell a free end
+    from one cut by the field of view.
+    """
+    if lumbar_count not in (4, 5, 6):
+        raise ValueError(f"lumbar_count: expected 4, 5 or 6, got {lumbar_count}")
+    n = len(bodies)
+    if n == 0:
+        return NamedBodies([], [], "none", 0.0, ["no vertebral bodies found in the bone mask"])
+    heights = np.array([b[1] - b[0] for b in bodies])
+    med = float(np.median(heights))
+    regular = float(np.mean(np.abs(heights - med) <= 0.4 * med))
+    order = [x for x in ORDER if x != "T13" and (x != "L6" or lumbar_count == 6)
+             and not (lumbar_count == 4 and x == "L5")]
+    last = bodies[-1]
+    fused = last[1] - last[0] > 1.6 * med and n >= 2
+    free = last[0] - field_s[0] >= free_end_mm
+    if fused or free:
+        if fused:  # split S1 off the top of the fused column
+            bodies = bodies[:-1] + [(last[1] - med, last[1])]
+            regular = float(np.mean(np.abs(heights[:-1] - med) <= 0.4 * med))
+        start = order.index("S1") - (n - 1)
+        names = [order[start + k] if start + k >= 0 else "NA" for k in range(n)]
+        why = "fused sacrum" if fused else "free caudal end"
+        return NamedBodies(names, bodies, "sacrum", round(regular, 2), [] if regular > 0.6 else
+                           [f"irregular body heights: levels named from the sacrum ({why}) may be off by one"])
+    if hint is not None:
+        name, s0 = hint
+        if name not in order:
+            raise ValueError(f"anchor: unknown level {name!r}")
+        k0 = int(np.argmin([abs(0.5 * (a + b) - s0) for a, b in bodies]))
+        i0 = order.index(name)
+        names = [order[i0 + k - k0] if 0 <= i0 + k - k0 < len(order) else "NA" for k in range(n)]
+        return NamedBodies(names, bodies, f"hint {name}", round(regular, 2))
+    return NamedBodies(["NA"] * n, bodies, "none", 0.0,
+                       ["levels not named: the sacrum is not in view and no --anchor NAME@Z was given"])
+
+
+def vertebra_map(shape: tuple[int, int, int], idx: np.ndarray, s: np.ndarray, named: NamedBodies) -> np.ndarray:
+    """VerSe label map: every bone voxel (``idx``, axis positions ``s``) takes the nearest named body along s."""
+    out = np.zeros(shape, dtype=np.uint8)
+    keep = [(NAME_TO_VERSE[nm], 0.5 * (a + b)) for nm, (a, b) in zip(named.names, named.s_range) if nm != "NA"]
+    if not keep or len(idx) == 0:
+        return out
+    ids = np.array([k for k, _ in keep], dtype=np.uint8)
+    centres = np.array([c for _, c in keep])
+    nearest = np.argmin(np.abs(s[:, None] - centres[None, :]), axis=1)
+    gap = float(np.median(np.abs(np.diff(centres)))) if len(centres) > 1 else 30.0
+    ok = np.abs(s - centres[nearest]) <= 0.75 * gap
+    if "S1" in named.names:  # the rest of the fused sacrum below S1 is sacrum too (VerSe 26 = sacrum/S1)
+        ok |= s < centres[list(ids).index(NAME_TO_VERSE["S1"])]
+    out[tuple(idx[ok].T)] = ids[nearest[ok]]
+    return out
+
+
+def field_extent(shape: tuple[int, int, int], affine: np.ndarray, frame: CanalFrame) -> tuple[float, float]:
+    """(caudal, cranial) axis positions where the canal axis runs inside the image grid."""
+    ijk = (np.linalg.inv(affine)[:3, :3] @ frame.centre.T).T + np.linalg.inv(affine)[:3, 3]
+    inside = np.all((ijk >= -0.5) & (ijk <= np.asarray(shape) - 0.5), axis=1)
+    if not inside.any():
+        return float(frame.s[0]), float(frame.s[-1])
+    return float(frame.s[inside].min()), float(frame.s[inside].max())
+
+
+def parse_anchor(text: str) -> tuple[str, float]:
+    """``'L3@120.5'`` -> ``('L3', 120.5)``: level name and world height (RAS z, mm)."""
+    name, sep, z = text.partition("@")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip().upper(), float(z)
+    except ValueError:
+        raise ValueError(f"--anchor: expected NAME@Z such as L3@120 (level at world height Z mm), got {text!r}") \
+            from None

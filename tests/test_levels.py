@@ -1,0 +1,117 @@
+"""Vertebral levels from a bone mask, named from the sacrum or a hint (no vertebra map)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.io import Volume, read_label_map, reorient
+from pipeline.levels import NAME_TO_VERSE
+from pipeline.postprocess.anatomy import CanalFrame, _axes
+from pipeline.postprocess.measure import MeasureOptions, measure
+from pipeline.postprocess.vertebrae import field_extent, find_bodies, name_bodies, parse_anchor, vertebra_map
+from tests.conftest import SAMPLE_DATA
+
+
+def _frame() -> CanalFrame:
+    """A straight canal along world z through x = y = 0 (s = z)."""
+    s = np.arange(-400.0, 400.0, 1.0)
+    centre = np.stack([0 * s, 0 * s, s], 1)
+    T = np.tile([0.0, 0.0, 1.0], (len(s), 1))
+    A, L = _axes(T)
+    return CanalFrame(s, centre, T, A, L)
+
+
+def _spine(n_lumbar_above: int, sacrum_mm: float, z_bottom: float, z_top: float, spacing=(1.0, 1.0, 1.0)):
+    """Bone of ``n_lumbar_above`` bodies (24 mm, discs 10 mm) over a fused sacrum, cut to z in [z_bottom, z_top].
+
+    Returns the bone Volume (RAS) and the true body centres (z), cranial first; the sacrum's top is at z = 0.
+    """
+    sp = np.asarray(spacing)
+    lo, hi = np.array([-45.0, -40.0, z_bottom]), np.array([45.0, 80.0, z_top])
+    shape = tuple(int(v) for v in np.floor((hi - lo) / sp) + 1)
+    aff = np.diag([*sp, 1.0])
+    aff[:3, 3] = lo
+    ijk = np.indices(shape).reshape(3, -1).T
+    x, y, z = ((aff[:3, :3] @ ijk.T).T + aff[:3, 3]).T
+    body_xy = (np.abs(x) < 20) & (np.abs(y - 35) < 14)
+    arch_xy = (np.hypot(x, y) > 10) & (np.hypot(x, y) < 16) & (y < 5)      # posterior elements around the canal
+    spans = [(-sacrum_mm, 0.0)] + [(10.0 + 34 * k, 34.0 + 34 * k) for k in range(n_lumbar_above)]
+    bone = np.zeros(len(z), bool)
+    for a, b in spans:
+        inz = (z >= a) & (z <= b)
+        bone |= inz & body_xy
+        bone |= inz & arch_xy & (z <= b - 4)
+    centres = [0.5 * (a + b) for a, b in spans[1:]][::-1]
+    return Volume(bone.reshape(shape).astype(np.uint8), aff, {"warnings": []}), centres
+
+
+def _named(vol: Volume, **kw):
+    frame = _frame()
+    ras = reorient(vol, "RAS")
+    bodies, s, idx = find_bodies(ras.array > 0, ras.affine, frame)
+    return name_bodies(bodies, field_extent(ras.shape, ras.affine, frame), **kw), (ras, s, idx)
+
+
+@pytest.mark.parametrize("axcodes, spacing", [("RAS", (1.0, 1.0, 1.0)), ("LPS", (0.8, 0.8, 1.5)),
+                                              ("PIR", (1.2, 0.7, 0.7))])
+def test_sacrum_anchors_the_names_in_any_storage(axcodes, spacing):
+    vol, centres = _spine(4, 70, -60, 150, spacing)
+    named, (ras, s, idx) = _named(reorient(vol, axcodes))
+    assert named.anchor == "sacrum" and named.names == ["L2", "L3", "L4", "L5", "S1"]
+    assert named.confidence > 0.9 and not named.warnings
+    got = named.centroids()
+    for name, c in zip(["L2", "L3", "L4", "L5"], centres):
+        assert abs(got[name] - c) < 2.0, (name, got[name], c)
+    vmap = vertebra_map(ras.shape, idx, s, named)
+    assert set(np.unique(vmap)) == {0} | {NAME_TO_VERSE[n] for n in named.names}
+    assert (vmap[ras.array > 0] > 0).mean() > 0.95  # posterior elements are labelled with their body
+
+
+def test_six_lumbar_vertebrae_on_request():
+    named, _ = _named(_spine(4, 70, -60, 150)[0], lumbar_count=6)
+    assert named.names == ["L3", "L4", "L5", "L6", "S1"]
+
+
+def test_without_the_sacrum_levels_are_na_with_a_warning_unless_a_hint_names_one():
+    vol, centres = _spine(4, 70, 20, 150)          # cut through the lowest lumbar body: no sacrum in view
+    named, _ = _named(vol)
+    assert named.anchor == "none" and set(named.names) == {"NA"} and not named.centroids()
+    assert "sacrum is not in view" in named.warnings[0]
+    hinted, _ = _named(vol, hint=("L3", centres[1] + 3.0))
+    assert hinted.names[:3] == ["L2", "L3", "L4"] and hinted.anchor == "hint L3"
+
+
+def test_a_free_caudal_end_with_field_below_counts_as_the_sacrum():
+    vol, _ = _spine(3, 30, -60, 130)               # a short sacrum ending free, 30 mm of field below it
+    named, _ = _named(vol)
+    assert named.anchor == "sacrum" and named.names[-2:] == ["L5", "S1"]
+    cut, _ = _spine(3, 30, -35, 130)               # the same, ending 5 mm above the border: could be a cut L5
+    assert _named(cut)[0].anchor == "none"
+
+
+def test_anchor_text_is_checked():
+    assert parse_anchor("l3@120.5") == ("L3", 120.5)
+    for bad in ("L3", "L3@top", "@12"):
+        with pytest.raises(ValueError, match="--anchor"):
+            name = parse_anchor(bad)[0]
+            if not name:
+                raise ValueError("--anchor: empty name")
+
+
+def test_measure_names_levels_from_the_phantoms_bone_with_a_hint():
+    mask = read_label_map(SAMPLE_DATA / "ct_phantom" / "plexus_mask.nii.gz")
+    truth = read_label_map(SAMPLE_DATA / "ct_phantom" / "vertebrae.nii.gz")
+    bone = truth.with_array((truth.array > 0).astype(np.uint8))
+    l4 = np.argwhere(truth.array == NAME_TO_VERSE["L4"]).mean(0)
+    z = float((truth.affine[:3, :3] @ l4 + truth.affine[:3, 3])[2])
+    ref = measure(mask, vertebrae=truth)
+    got = measure(mask, bone=bone, options=MeasureOptions(anchor=f"L4@{z:.1f}"))
+    assert got.summary["levels_source"] == "bone mask (anchor: hint L4)"
+    assert {(r["level"], r["channel"]) for r in got.rows} == {(r["level"], r["channel"]) for r in ref.rows}
+    agree = (got.vertebrae.array == truth.array)[truth.array > 0].mean()
+    assert agree > 0.97, agree
+    # the sample's S1 is drawn without the rest of the sacrum and ends 5 mm above the border: no anchor
+    plain = measure(mask, bone=bone)
+    assert plain.summary["levels_source"] == "none (levels are NA)"
+    assert any("sacrum is not in view" in w for w in plain.warnings)
