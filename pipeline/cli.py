@@ -142,6 +142,12 @@ def _add_measure(sub) -> None:
     p.add_argument("--vertebrae", type=Path, help="vertebra label map on the mask's grid (levels)")
     p.add_argument("--vertebrae-convention", choices=CONVENTIONS, default="verse", help="label ids of --vertebrae")
     p.add_argument("--probabilities", type=Path, help="plexus probability map (sub-voxel calibre)")
+    p.add_argument("--bone", type=Path, help="without --vertebrae: a label map of vertebral bone to find and name the "
+                   "vertebrae from (e.g. plexus infer's segmentation.nii.gz with --bone-label 2)")
+    p.add_argument("--bone-label", type=int, help="label of bone in --bone (default: every label > 0)")
+    p.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], default=5, help="lumbar vertebrae above the sacrum")
+    p.add_argument("--anchor", metavar="NAME@Z", help="with --bone and no sacrum in view: vertebra NAME at world "
+                   "height Z mm, e.g. L3@120")
     p.add_argument("--label", type=int, default=d.label, help="label value of the plexus in MASK (default 1)")
     p.add_argument("--min-volume", type=float, default=d.min_volume_mm3, help="drop specks below this (mm3)")
     p.add_argument("--window", type=float, default=d.window_mm, help="along-vessel averaging window (mm)")
@@ -154,9 +160,15 @@ def _run_measure(args) -> int:
     from .postprocess.measure import MeasureOptions
 
     opts = MeasureOptions(label=args.label, min_volume_mm3=args.min_volume, window_mm=args.window,
-                          vertebrae_convention=args.vertebrae_convention)
+                          vertebrae_convention=args.vertebrae_convention, lumbar_count=args.lumbar_count,
+                          anchor=args.anchor)
+    if args.anchor:
+        from .postprocess.vertebrae import parse_anchor
+
+        parse_anchor(args.anchor)
     res = measure_case(args.mask, args.out, image_path=args.image, vertebrae_path=args.vertebrae,
-                       probabilities_path=args.probabilities, options=opts)
+                       probabilities_path=args.probabilities, bone_path=args.bone, bone_label=args.bone_label,
+                       options=opts)
     print(format_table(res.rows))
     print(f"\nwrote {args.out}/: calibre.csv, centerlines.json, measurements.json, qc.png, segmentation.seg.nrrd, "
           f"centerlines.mrk.json, centerlines.vtp, load_in_slicer.py "

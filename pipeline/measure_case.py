@@ -18,18 +18,23 @@ log = logging.getLogger("plexus")
 
 def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str | Path | None = None,
                  vertebrae_path: str | Path | None = None, probabilities_path: str | Path | None = None,
+                 bone_path: str | Path | None = None, bone_label: int | None = None,
                  options: MeasureOptions | None = None) -> MeasureResult:
     """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir``."""
     mask = read_label_map(mask_path)
     vert = read_label_map(vertebrae_path) if vertebrae_path else None
     prob = read_image(probabilities_path) if probabilities_path else None
     image = read_image(image_path) if image_path else None
+    bone = None
+    if bone_path:  # levels from bone when no vertebra map is given (label ``bone_label``, or any label > 0)
+        b = read_label_map(bone_path)
+        bone = b.with_array(((b.array == bone_label) if bone_label is not None else (b.array > 0)).astype("uint8"))
     if image is not None and (image.shape != mask.shape):
         from .errors import InputError
 
         raise InputError(image_path, f"image grid {image.shape} differs from the mask's {mask.shape}")
-    return measure_volumes(mask, out_dir, image=image, vertebrae=vert, probabilities=prob, options=options,
-                           title=Path(mask_path).name)
+    return measure_volumes(mask, out_dir, image=image, vertebrae=vert, probabilities=prob, bone=bone,
+                           options=options, title=Path(mask_path).name)
 
 
 def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None = None, vertebrae: Volume | None = None,

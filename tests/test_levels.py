@@ -115,3 +115,20 @@ def test_measure_names_levels_from_the_phantoms_bone_with_a_hint():
     plain = measure(mask, bone=bone)
     assert plain.summary["levels_source"] == "none (levels are NA)"
     assert any("sacrum is not in view" in w for w in plain.warnings)
+
+
+def test_cli_measure_with_bone_writes_the_vertebra_map(tmp_path, capsys):
+    from pipeline.cli import main
+
+    d = SAMPLE_DATA / "ct_phantom"
+    truth = read_label_map(d / "vertebrae.nii.gz")
+    l3 = np.argwhere(truth.array == NAME_TO_VERSE["L3"]).mean(0)
+    z = float((truth.affine[:3, :3] @ l3 + truth.affine[:3, 3])[2])
+    assert main(["-q", "measure", str(d / "plexus_mask.nii.gz"), "-o", str(tmp_path), "--bone",
+                 str(d / "vertebrae.nii.gz"), "--anchor", f"L3@{z:.1f}"]) == 0
+    found = read_label_map(tmp_path / "vertebrae.nii.gz")
+    assert found.shape == truth.shape and np.allclose(found.affine, truth.affine)
+    assert (found.array == truth.array)[truth.array > 0].mean() > 0.97
+    assert main(["measure", str(d / "plexus_mask.nii.gz"), "-o", str(tmp_path), "--bone", str(d / "vertebrae.nii.gz"),
+                 "--anchor", "L3"]) == 2
+    assert "--anchor: expected NAME@Z" in capsys.readouterr().err
