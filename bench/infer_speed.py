@@ -1,7 +1,8 @@
 """End-to-end speed of ``plexus infer`` beside the bare network on the same input.
 
 A lumbar CT phantom of about 140 x 140 x 270 voxels (and optionally more cases) is run (1) through the bare
-network: preprocessing done beforehand, only MONAI sliding-window inference timed; (2) through the whole
+network: preprocessing done beforehand, only MONAI sliding-window inference timed (two passes when the model
+declares flip test-time augmentation, as ``plexus infer`` then runs); (2) through the whole
 ``plexus infer`` (read, preprocess, network, inverse resampling, measurement, every export, QC picture),
 in one run on the same machine. The ratio of the two is the pipeline's overhead (target: <= 1.3x on GPU where
 the network dominates; on 2 CPU cores reported as measured).
@@ -50,15 +51,17 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
+            passes = [x, torch.flip(x, dims=[2])] if meta["inference"].get("tta") else [x]  # as the model infers
             with torch.no_grad():
-                sliding_window_inference(x, tuple(meta["inference"]["patch_size"]), 4, model,
-                                         overlap=meta["inference"]["overlap"], mode="gaussian")
+                for inp in passes:
+                    sliding_window_inference(inp, tuple(meta["inference"]["patch_size"]), 4, model,
+                                             overlap=meta["inference"]["overlap"], mode="gaussian")
             if device.type == "cuda":
                 torch.cuda.synchronize()
             net_times.append(time.perf_counter() - t0)
             shape = ph.image.shape
         ns = argparse.Namespace(model=args.model, device=args.device, vertebrae=None, modality="auto", series=None,
-                                overlap=None, tta=False, save_probabilities=False, overwrite=True)
+                                overlap=None, tta=None, save_probabilities=False, overwrite=True)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()

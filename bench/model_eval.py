@@ -37,7 +37,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom")
     ap.add_argument("--cases", type=int, default=len(CASES))
     ap.add_argument("--out", type=Path, help="keep predictions and truth here (default: a temporary folder)")
-    ap.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction,
+                    help="average with the left-right flipped prediction (default: the model's setting)")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     model, meta = load_model(args.model)
@@ -78,7 +79,7 @@ def main() -> None:
     if not args.no_doc:
         update_doc("model_eval", f"""## Shipped model on held-out phantoms (`bench/model_eval.py`)
 
-Command: `python bench/model_eval.py --model {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model} --cases {args.cases}{' --tta' if args.tta else ''}`
+Command: `python bench/model_eval.py --model {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model} --cases {args.cases}{'' if args.tta is None else ' --tta' if args.tta else ' --no-tta'}`
 (commit {git_rev()}; {machine()}). {len(rows)} fresh phantoms (seeds 800000+, never in training), segmented
 on their own grids through the full pipeline, scored by `plexus evaluate`; calibre MAE is the mean absolute
 error of the per-(level, channel) median diameter measured by `plexus measure` on the predicted mask.

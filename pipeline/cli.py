@@ -196,7 +196,8 @@ def _add_infer(sub) -> None:
                    "or intensities (stated in measurements.json)")
     p.add_argument("--series", help="DICOM SeriesInstanceUID to read from series folders")
     p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the model's)")
-    p.add_argument("--tta", action="store_true", help="average with the left-right flipped prediction")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="average with the left-right flipped "
+                   "prediction (default: the model's setting, inference.tta in its metadata.json)")
     p.add_argument("--save-probabilities", action="store_true", help="also write probabilities.nii.gz")
     p.add_argument("--overwrite", action="store_true", help="redo cases that are already finished")
     p.add_argument("--executor", choices=["local", "ray"], default="local",

@@ -33,7 +33,7 @@ def run_demo(sample_dir: Path, out_dir: Path, model: Path = Path("models/plexus_
     if not listing.exists():
         raise InputError(listing, "no sample case list")
     args = argparse.Namespace(model=model, device="auto", vertebrae=None, modality="auto", series=None, overlap=None,
-                              tta=False, save_probabilities=False, overwrite=True)
+                              tta=None, save_probabilities=False, overwrite=True)
     code = run_batch([str(listing)], Path(out_dir), args)
     for row in csv.DictReader(open(listing)):
         case = (listing.parent / row["image"]).parent

@@ -42,9 +42,13 @@ class Segmentation:
 
 @torch.no_grad()
 def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.device | None = None,
-            modality: str | None = None, overlap: float | None = None, tta: bool = False,
+            modality: str | None = None, overlap: float | None = None, tta: bool | None = None,
             keep_probabilities: bool = False) -> Segmentation:
-    """Segment ``vol`` (see module docstring). ``tta``: average with the left-right flipped prediction."""
+    """Segment ``vol`` (see module docstring).
+
+    ``tta``: average with the left-right flipped prediction; ``None`` takes the model folder's default
+    (``metadata.json`` ``inference.tta``). ``overlap``: ``None`` takes the model's.
+    """
     from monai.inferers import sliding_window_inference
 
     device = device or next(model.parameters()).device
@@ -63,7 +67,7 @@ def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.de
         return torch.softmax(logits.float(), 1)
 
     prob = run(x)
-    if tta:
+    if inf.get("tta", False) if tta is None else tta:
         prob = 0.5 * (prob + torch.flip(run(torch.flip(x, dims=[2])), dims=[2]))
     back = invert(prep, prob[0], nearest=False)          # (C, I, J, K) on the input grid
     labels = back.argmax(0).astype(np.uint8)

@@ -58,3 +58,15 @@ def test_evaluate_scores_perfect_and_empty_predictions(tmp_path, capsys):
     assert a["calibre_mae_mm"] < 0.15
     assert b["dice"] == 0.0 and b["centreline_recall"] == 0.0
     assert (tmp_path / "pred" / "evaluation_calibre.csv").read_text().count("\n") > 8
+
+
+def test_flip_tta_follows_the_model_folder_unless_asked(smoke_model):
+    model, meta = smoke_model
+    ph = generate_phantom(PhantomConfig(levels=("L5", "S1"), spacing=(1.4, 1.4, 1.6), seed=12, fov_lr=20,
+                                        fov_back=20, fov_front=25))
+    with_tta = {**meta, "inference": {**meta["inference"], "tta": True}}
+    default = segment(ph.image, model, with_tta, keep_probabilities=True).probabilities
+    flipped = segment(ph.image, model, meta, tta=True, keep_probabilities=True).probabilities
+    plain = segment(ph.image, model, with_tta, tta=False, keep_probabilities=True).probabilities
+    np.testing.assert_allclose(default, flipped, atol=1e-6)
+    assert np.abs(default - plain).max() > 1e-4  # the flip pass changes the probabilities

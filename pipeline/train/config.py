@@ -113,6 +113,7 @@ class TrainSection(_Strict):
     num_workers: int = Field(1, ge=0)
     cache: Literal["memory", "disk", "none"] = "memory"
     sw_overlap: float = Field(0.25, ge=0, lt=1)
+    tta: bool = False        # inference default written to the model folder: average with the left-right flip
     device: str = "auto"
 
     @field_validator("patch_size")
