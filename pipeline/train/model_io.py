@@ -82,7 +82,8 @@ plexus {meta['plexus_version']} after {meta['training']['steps']} training steps
 
 Input: one channel, resampled to {meta['preprocess']['spacing']} mm in {meta['preprocess']['orientation']}; CT window
 {meta['preprocess']['ct_window']} HU or MR percentiles {meta['preprocess']['mr_percentiles']} to [0, 1]. Sliding
-windows of {meta['inference']['patch_size']} voxels, overlap {meta['inference']['overlap']}, Gaussian blending.
+windows of {meta['inference']['patch_size']} voxels, overlap {meta['inference']['overlap']}, Gaussian blending{
+', averaged with the left-right flipped pass' if meta['inference'].get('tta') else ''}.
 
 ## Validation (best checkpoint)
 
