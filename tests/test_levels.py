@@ -9,7 +9,13 @@ from pipeline.io import Volume, read_label_map, reorient
 from pipeline.levels import NAME_TO_VERSE
 from pipeline.postprocess.anatomy import CanalFrame, _axes
 from pipeline.postprocess.measure import MeasureOptions, measure
-from pipeline.postprocess.vertebrae import field_extent, find_bodies, name_bodies, parse_anchor, vertebra_map
+from pipeline.postprocess.vertebrae import (
+    field_extent,
+    find_bodies,
+    name_bodies,
+    parse_anchor,
+    vertebra_map,
+)
 from tests.conftest import SAMPLE_DATA
 
 

@@ -88,7 +88,8 @@ def test_model_folder_faults_are_clear(tmp_path):
         load_model(tmp_path)
 
 
-def test_ctrl_c_saves_last_checkpoint_then_resume_finishes(tmp_path):
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_sigterm_saves_last_checkpoint_then_resume_finishes(tmp_path, sig, code):
     import signal
     import subprocess
     import sys
@@ -103,8 +104,8 @@ def test_ctrl_c_saves_last_checkpoint_then_resume_finishes(tmp_path):
     while time.time() < deadline and not (run / "metrics.csv").exists():
         time.sleep(0.1)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    proc.send_signal(getattr(signal, sig))
+    assert proc.wait(timeout=60) == code
     step = torch.load(run / "last.pt", weights_only=False)["state"]["step"]
     assert 0 < step < 400
     assert main(["-q", "train", "--config", str(SMOKE), "--resume", "--override", f"output.run_dir={run}",
