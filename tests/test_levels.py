@@ -138,3 +138,28 @@ def test_cli_measure_with_bone_writes_the_vertebra_map(tmp_path, capsys):
     assert main(["measure", str(d / "plexus_mask.nii.gz"), "-o", str(tmp_path), "--bone", str(d / "vertebrae.nii.gz"),
                  "--anchor", "L3"]) == 2
     assert "--anchor: expected NAME@Z" in capsys.readouterr().err
+
+
+def test_real_ct_levels_from_the_sacrum_match_totalsegmentator():
+    """A real lumbar CT (3 mm) with TotalSegmentator's vertebra labels: bodies found from the bone alone, named
+    from the real sacrum, agree with TotalSegmentator's names for every whole vertebra (T12..S1)."""
+    from pipeline.levels import level_name, to_verse
+    from pipeline.postprocess.anatomy import canal_frame
+    from tests.conftest import shared
+
+    seg = reorient(read_label_map(shared("totalsegmentator/example_seg_fast_force_split.nii.gz")), "RAS")
+    a = seg.array
+    centre = [np.r_[np.argwhere(a[:, :, k] == 79).mean(0), k] for k in range(a.shape[2]) if (a[:, :, k] == 79).sum() > 2]
+    pts = (seg.affine[:3, :3] @ np.array(centre).T).T + seg.affine[:3, 3]   # the spinal cord: the canal axis
+    tan = np.gradient(pts, axis=0)
+    frame = canal_frame(pts, tan / np.linalg.norm(tan, axis=1, keepdims=True))
+    bone = np.isin(a, list(range(25, 51)))                                   # every vertebra label is bone
+    bodies, s, idx = find_bodies(bone, seg.affine, frame)
+    named = name_bodies(bodies, field_extent(a.shape, seg.affine, frame))
+    assert named.anchor == "sacrum" and named.names == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    found = vertebra_map(a.shape, idx, s, named)
+    truth = to_verse(a, "totalsegmentator")
+    for v in [NAME_TO_VERSE[n] for n in named.names]:
+        vals, counts = np.unique(found[truth == v], return_counts=True)
+        assert vals[np.argmax(counts)] == v, (level_name(v), dict(zip(vals.tolist(), counts.tolist())))
+        assert counts[vals == v][0] / counts.sum() > 0.9

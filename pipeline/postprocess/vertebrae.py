@@ -139,8 +139,12 @@ def vertebra_map(shape: tuple[int, int, int], idx: np.ndarray, s: np.ndarray, na
     nearest = np.argmin(np.abs(s[:, None] - centres[None, :]), axis=1)
     gap = float(np.median(np.abs(np.diff(centres)))) if len(centres) > 1 else 30.0
     ok = np.abs(s - centres[nearest]) <= 0.75 * gap
+    ends = [b for nm, b in zip(named.names, named.s_range) if nm != "NA"]
+    ok &= s <= max(b for _, b in ends) + 0.3 * gap   # a vertebra cut by the field above the top body is not it
     if "S1" in named.names:  # the rest of the fused sacrum below S1 is sacrum too (VerSe 26 = sacrum/S1)
         ok |= s < centres[list(ids).index(NAME_TO_VERSE["S1"])]
+    else:
+        ok &= s >= min(a for a, _ in ends) - 0.3 * gap
     out[tuple(idx[ok].T)] = ids[nearest[ok]]
     return out
 
