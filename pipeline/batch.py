@@ -33,7 +33,7 @@ from . import __version__
 from .atomic import write_text
 from .errors import InputError, OutputError, PlexusError
 from .export.report import build_report
-from .io import _sniff, read_image, read_label_map, write_image
+from .io import _sniff, read_image, write_image
 from .summarize import DONE, write_summary_csv
 
 log = logging.getLogger("plexus")
@@ -129,14 +129,15 @@ def _from_list(path: Path) -> list[CaseInput]:
 
 
 def _match_vertebrae(cases: list[CaseInput], vert: Path) -> None:
-    if vert.is_file():
+    per_structure = vert.is_dir() and any(f.name.startswith("vertebrae_") for f in vert.iterdir())
+    if vert.is_file() or per_structure:  # one map, or one case's TotalSegmentator masks
         if len(cases) != 1:
             raise InputError(vert, "one vertebra map given for several cases; give a folder of maps named by case id")
         cases[0].vertebrae = vert
         return
     if not vert.is_dir():
         raise InputError(vert, "no such file or folder")
-    files = [f for f in vert.iterdir() if f.is_file()]
+    files = list(vert.iterdir())  # maps, or per-case folders of TotalSegmentator masks, named by case id
     for c in cases:
         exact = [f for f in files if case_id_of(f) == c.case_id]
         loose = [f for f in files if case_id_of(f).startswith(c.case_id)]
@@ -260,7 +261,14 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
     prob = image.with_array(prob_plexus)
     if save_probabilities:
         write_image(prob, tmp / "probabilities.nii.gz")
-    vert = read_label_map(case.vertebrae) if case.vertebrae else None
+    from dataclasses import replace
+
+    from .levels import read_vertebrae
+    from .postprocess.measure import MeasureOptions
+
+    options = options or MeasureOptions()
+    vert = read_vertebrae(case.vertebrae, options.vertebrae_convention) if case.vertebrae else None
+    options = replace(options, vertebrae_convention="verse") if vert is not None else options
     labels.meta["warnings"] = [*labels.meta.get("warnings", []), *_content_warnings(case, labels)]
     bone = None if vert is not None else labels.with_array((labels.array == 2).astype(np.uint8))  # levels from bone
     measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, bone=bone, options=options,
@@ -307,7 +315,8 @@ def measure_options(args):
     """The measurement options of ``plexus infer`` (levels from the model's bone class when no map is given)."""
     from .postprocess.measure import MeasureOptions
 
-    return MeasureOptions(lumbar_count=getattr(args, "lumbar_count", 5), anchor=getattr(args, "anchor", None))
+    return MeasureOptions(lumbar_count=getattr(args, "lumbar_count", 5), anchor=getattr(args, "anchor", None),
+                          vertebrae_convention=getattr(args, "vertebrae_convention", "auto"))
 
 
 def run_batch(inputs: list[str], out: Path, args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from .export.qc import qc_picture
 from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
 from .export.tables import centerlines_dict, write_measurement_files
 from .io import Volume, read_image, read_label_map
+from .levels import read_vertebrae
 from .postprocess.measure import MeasureOptions, MeasureResult, measure
 
 log = logging.getLogger("plexus")
@@ -22,7 +24,11 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
                  options: MeasureOptions | None = None) -> MeasureResult:
     """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir``."""
     mask = read_label_map(mask_path)
-    vert = read_label_map(vertebrae_path) if vertebrae_path else None
+    options = options or MeasureOptions()
+    vert = None
+    if vertebrae_path:  # a label map of any convention, or a folder of TotalSegmentator masks -> VerSe ids
+        vert = read_vertebrae(vertebrae_path, options.vertebrae_convention)
+        options = replace(options, vertebrae_convention="verse")
     prob = read_image(probabilities_path) if probabilities_path else None
     image = read_image(image_path) if image_path else None
     bone = None

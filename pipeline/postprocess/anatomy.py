@@ -95,6 +95,46 @@ def canal_frame(points: np.ndarray, tangents: np.ndarray, *, slab_mm: float = 12
     return CanalFrame(s, curve, T, A, L)
 
 
+def spine_frame(labels: np.ndarray, affine: np.ndarray, *, step_mm: float = 1.0,
+                extend_mm: float = 150.0) -> CanalFrame | None:
+    """A frame along the spine through the centroids of a VerSe vertebra map (``None`` with fewer than 2 levels).
+
+    Levels are counted along this axis when a vertebra map is given: it follows the real vertebrae even where
+    the plexus found is poor (coarse or unusual scans), unlike the canal frame estimated from the plexus.
+    """
+    from ..levels import level_rank
+
+    ids = [int(i) for i in np.unique(labels) if i > 0 and level_name(int(i)) != NA]
+    if len(ids) < 2:
+        return None
+    step = max(1, int(round(np.cbrt(labels.size / 2e6))))
+    sub = labels[::step, ::step, ::step]
+    cents = []
+    for i in sorted(ids, key=lambda i: -level_rank(level_name(i))):  # caudal first: s grows cranially
+        idx = np.argwhere(sub == i) * step
+        if len(idx):
+            cents.append(affine[:3, :3] @ idx.mean(0) + affine[:3, 3])
+    cents = np.array(cents)
+    if len(cents) < 2:
+        return None
+    seg = np.linalg.norm(np.diff(cents, axis=0), axis=1)
+    t0 = np.concatenate([[0.0], np.cumsum(seg)])
+    t = np.arange(0.0, t0[-1] + step_mm, step_mm)
+    curve = np.stack([np.interp(t, t0, cents[:, d]) for d in range(3)], 1)
+    if len(curve) > 3:  # round the corners at the centroids a little; more would pull the ends inwards
+        curve = gaussian_filter1d(curve, sigma=max(2.0 / step_mm, 1.0), axis=0, mode="nearest")
+    T = np.gradient(curve, axis=0) if len(curve) > 1 else (cents[-1] - cents[0])[None]
+    T /= np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-9)
+    n_ext = int(extend_mm / step_mm)
+    head = curve[0] - np.arange(n_ext, 0, -1)[:, None] * step_mm * T[0]
+    tail = curve[-1] + np.arange(1, n_ext + 1)[:, None] * step_mm * T[-1]
+    curve = np.concatenate([head, curve, tail])
+    T = np.concatenate([np.repeat(T[:1], n_ext, 0), T, np.repeat(T[-1:], n_ext, 0)])
+    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(curve, axis=0), axis=1))])
+    A, L = _axes(T)
+    return CanalFrame(s, curve, T, A, L)
+
+
 def classify_branch(points: np.ndarray, flags: np.ndarray, frame: CanalFrame, *, min_cos: float = 0.7) -> str:
     """Channel of a branch: one of :data:`CHANNELS` for longitudinal branches, else ``'transverse'``."""
     good = (flags & (JUNCTION | END)) == 0
@@ -150,5 +190,8 @@ def assign_levels(s: np.ndarray, centroids: dict[str, float]) -> np.ndarray:
     # rounded to 0.1 um so that a point midway between two centroids is named the same in any storage
     out = np.array(names, dtype=object)[np.argmin(np.abs(np.round(s[:, None] - cs[None, :], 4)), axis=1)]
     gap = float(np.median(np.diff(np.sort(cs)))) if len(cs) > 1 else 30.0
-    out[(s < cs.min() - 0.6 * gap) | (s > cs.max() + 0.6 * gap)] = NA
+    below = s < cs.min() - 0.6 * gap
+    if names[int(np.argmin(cs))] == "S1":  # below S1 lies the rest of the sacrum (VerSe 26 = sacrum/S1)
+        below[:] = False
+    out[below | (s > cs.max() + 0.6 * gap)] = NA
     return out

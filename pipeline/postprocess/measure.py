@@ -14,13 +14,14 @@ from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..io import Volume, reorient
-from ..levels import NA, level_rank, to_verse
+from ..levels import NA, detect_convention, level_rank, to_verse
 from .anatomy import (
     CHANNELS,
     TRANSVERSE,
     assign_levels,
     canal_frame,
     classify_branch,
+    spine_frame,
     vertebra_axis_positions,
 )
 from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
@@ -51,7 +52,7 @@ class MeasureOptions:
     smooth_mm: float = 0.8
     step_mm: float = 0.5
     window_mm: float = 2.0
-    vertebrae_convention: str = "verse"
+    vertebrae_convention: str = "auto"      # 'auto' tells VerSe from TotalSegmentator ids
     lumbar_count: int = 5                 # levels from bone: lumbar vertebrae above the sacrum (4, 5 or 6)
     anchor: str | None = None             # levels from bone without a sacrum in view: 'NAME@Z' (world z, mm)
 
@@ -152,21 +153,31 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     if frame is None:
         warnings.append(f"{mask.path}: too little plexus to find the spinal canal; channels are all 'transverse'")
     centroids: dict[str, float] = {}
-    found = None
+    found, level_map = None, None   # level_map: (VerSe ids, affine) of the vertebrae that name the levels
     if vertebrae is None and bone is not None and frame is not None:
         found, named = _levels_from_bone(bone, frame, opt)
         warnings += [f"{mask.path}: {w}" for w in named.warnings]
-        centroids = named.centroids()
         summary["levels_from_bone"] = {"anchor": named.anchor, "confidence": named.confidence,
                                        "bodies": [{"level": n, "axis_mm": [round(a, 1), round(b, 1)]}
                                                   for n, (a, b) in zip(named.names, named.s_range)]}
-    if vertebrae is not None and frame is not None:
-        centroids = vertebra_axis_positions(to_verse(vertebrae.array, opt.vertebrae_convention), vertebrae.affine, frame)
-        if not centroids:
-            warnings.append(f"{vertebrae.path}: no vertebra labels of the {opt.vertebrae_convention} convention")
+        if named.centroids():
+            level_map = (found.array, found.affine)
+    if vertebrae is not None:
+        used = detect_convention(vertebrae.array) if opt.vertebrae_convention == "auto" else opt.vertebrae_convention
+        summary["vertebrae_convention"] = vertebrae.meta.get("convention", used)
+        level_map = (to_verse(vertebrae.array, used), vertebrae.affine)
+    level_frame = frame  # levels are counted along the spine: through the vertebrae when there are some
+    if level_map is not None:
+        level_frame = spine_frame(*level_map) or frame
+        if level_frame is not None:
+            centroids = vertebra_axis_positions(*level_map, level_frame)
+        if not centroids and vertebrae is not None:
+            warnings.append(f"{vertebrae.path}: no vertebra labels of the {used} convention")
+        elif centroids and frame is not None and level_frame is not frame:
+            _check_plexus_axis(frame, level_frame, mask.path, warnings)
     for b in graph.branches:
         b.data["channel"] = classify_branch(b.points, b.data["flags"], frame) if frame is not None else TRANSVERSE
-        s = frame.project(b.points)[2] if frame is not None else np.zeros(len(b.points))
+        s = level_frame.project(b.points)[2] if level_frame is not None else np.zeros(len(b.points))
         b.data["level"] = assign_levels(s, centroids)
     rows = _rows(graph.branches, cleaned, aff, spacing, list(centroids))
     for r in rows:
@@ -186,6 +197,17 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
                       "total": round(time.perf_counter() - t0, 3)},
     })
     return MeasureResult(graph.branches, graph.nodes, graph.degree, rows, summary, warnings, found)
+
+
+def _check_plexus_axis(frame, spine, path, warnings: list[str]) -> None:
+    """Warn when the canal axis found from the plexus does not run along the spine (a poor segmentation)."""
+    mid = spine.centre[len(spine.centre) // 2]
+    _, i = frame.tree.query(mid)
+    _, j = spine.tree.query(mid)
+    cos = abs(float(frame.T[i] @ spine.T[j]))
+    if cos < np.cos(np.radians(30)):
+        warnings.append(f"{path}: the plexus found does not run along the spine (axes {np.degrees(np.arccos(cos)):.0f} "
+                        f"degrees apart); channels are unreliable, review the segmentation")
 
 
 def _levels_source(vertebrae, found, centroids, summary) -> str:
