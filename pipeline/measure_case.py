@@ -13,7 +13,7 @@ from .export.slicer import write_loader, write_markups, write_segmentation, writ
 from .export.tables import centerlines_dict, write_measurement_files
 from .io import Volume, read_image, read_label_map
 from .levels import read_vertebrae
-from .postprocess.measure import MeasureOptions, MeasureResult, measure
+from .postprocess.measure import MeasureOptions, MeasureResult, _same_grid, measure
 
 log = logging.getLogger("plexus")
 
@@ -53,6 +53,8 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
     and no ``vertebrae``, also ``vertebrae.nii.gz``: the vertebra map found from the bone (VerSe ids).
     """
     options = options or MeasureOptions()
+    if vertebrae is not None:  # the same grid stored in another axis order is re-stored like the mask
+        vertebrae = _same_grid(mask, vertebrae, "vertebra map")
     result = measure(mask, vertebrae=vertebrae, probabilities=probabilities, bone=bone, options=options)
     out = Path(out_dir)
     write_measurement_files(result, out)

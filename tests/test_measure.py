@@ -104,6 +104,13 @@ def test_vertebra_map_on_another_grid_is_a_clear_error(tmp_path, phantom, capsys
     assert len(err) == 1 and "vert.nii.gz" in err[0] and "grid differs" in err[0]
 
 
+def test_vertebra_map_of_the_same_grid_in_another_storage_order_is_accepted(phantom, result):
+    """Other tools store the same grid in their own axis order (TotalSegmentator: LAS for an LPS series)."""
+    other = measure(phantom.mask, vertebrae=reorient(phantom.vertebrae, "PSL"))
+    assert [(r["level"], r["channel"], r["median_diameter_mm"]) for r in other.rows] == \
+        [(r["level"], r["channel"], r["median_diameter_mm"]) for r in result.rows]
+
+
 def test_other_labels_are_ignored_with_a_warning(phantom):
     arr = phantom.mask.array.astype(np.uint8) * 3
     res = measure(phantom.mask.with_array(arr), options=None)
