@@ -141,7 +141,7 @@ def _add_measure(sub) -> None:
     p.add_argument("--image", type=Path, help="the scan, for the QC picture")
     p.add_argument("--vertebrae", type=Path, help="vertebra label map on the mask's grid (levels)")
     p.add_argument("--vertebrae-convention", choices=CONVENTIONS, default="auto", help="label ids of --vertebrae "
-                   "(auto: TotalSegmentator when ids 29-50 are present, else VerSe)")
+                   "(auto: TotalSegmentator when ids 29-50 are present, SPIDER when its canal label 100 is, else VerSe)")
     p.add_argument("--probabilities", type=Path, help="plexus probability map (sub-voxel calibre)")
     p.add_argument("--bone", type=Path, help="without --vertebrae: a label map of vertebral bone to find and name the "
                    "vertebrae from (e.g. plexus infer's segmentation.nii.gz with --bone-label 2)")
@@ -189,9 +189,10 @@ def _add_infer(sub) -> None:
     p.add_argument("--model", type=Path, default=Path("models/plexus_phantom"), help="model folder")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--vertebrae", help="vertebra map (one case) or folder of maps named by case id (levels)")
-    p.add_argument("--vertebrae-convention", choices=["auto", "verse", "totalsegmentator"], default="auto",
-                   help="label ids of --vertebrae (auto: TotalSegmentator when ids 29-50 are present, else VerSe); a "
-                        "folder of TotalSegmentator per-structure masks (vertebrae_L3.nii.gz...) is read as such")
+    p.add_argument("--vertebrae-convention", choices=["auto", "verse", "totalsegmentator", "spider"], default="auto",
+                   help="label ids of --vertebrae (auto: TotalSegmentator when ids 29-50 are present, SPIDER when its "
+                        "canal label 100 is, else VerSe); a folder of TotalSegmentator per-structure masks "
+                        "(vertebrae_L3.nii.gz...) is read as such")
     p.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], default=5, help="without --vertebrae, levels are "
                    "named from the model's vertebral bone counting up from the sacrum: lumbar vertebrae above it")
     p.add_argument("--anchor", metavar="NAME@Z", help="without --vertebrae and with no sacrum in view: the vertebra "

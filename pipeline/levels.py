@@ -26,7 +26,14 @@ TOTALSEG_TO_VERSE.update({27 + k: 24 - k for k in range(5)})       # L5..L1
 TOTALSEG_TO_VERSE.update({32 + k: 19 - k for k in range(12)})      # T12..T1
 TOTALSEG_TO_VERSE.update({44 + k: 7 - k for k in range(7)})        # C7..C1
 
-CONVENTIONS = ("auto", "verse", "totalsegmentator")
+CONVENTIONS = ("auto", "verse", "totalsegmentator", "spider")
+
+# SPIDER (lumbar MR, van der Graaf et al. 2024): vertebrae numbered from the bottom, L5 = 1, L4 = 2 ... (101-125:
+# the same vertebrae partly in view); 100 = spinal canal; 201-225 = discs. Assumes five lumbar vertebrae.
+_FROM_L5_UP = [f"L{i}" for i in range(5, 0, -1)] + [f"T{i}" for i in range(12, 0, -1)] + [f"C{i}" for i in range(7, 0, -1)]
+SPIDER_TO_VERSE: dict[int, int] = {k + 1: NAME_TO_VERSE[n] for k, n in enumerate(_FROM_L5_UP[:25])}
+SPIDER_TO_VERSE.update({100 + k: v for k, v in list(SPIDER_TO_VERSE.items())})
+SPIDER_CANAL = 100
 # TotalSegmentator `total` ids that VerSe does not use (29-50: L3..C1): their presence tells the two apart
 _TOTALSEG_ONLY = set(range(29, 51))
 
@@ -42,10 +49,14 @@ def level_rank(name: str) -> int:
 
 
 def detect_convention(labels: np.ndarray) -> str:
-    """``'totalsegmentator'`` when the map holds ids only TotalSegmentator's ``total`` task uses (29-50), else
-    ``'verse'`` (VerSe, TPTBox, SPINEPS and plexus's own maps)."""
+    """``'totalsegmentator'`` when the map holds ids only TotalSegmentator's ``total`` task uses (29-50);
+    ``'spider'`` when it holds SPIDER's spinal-canal label 100 (VerSe/TPTBox never use 100); else ``'verse'``
+    (VerSe, TPTBox, SPINEPS and plexus's own maps). A SPIDER map without its canal label needs the convention
+    named explicitly."""
     present = set(np.unique(np.asarray(labels)).astype(int).tolist())
-    return "totalsegmentator" if present & _TOTALSEG_ONLY else "verse"
+    if present & _TOTALSEG_ONLY:
+        return "totalsegmentator"
+    return "spider" if SPIDER_CANAL in present else "verse"
 
 
 def to_verse(labels: np.ndarray, convention: str) -> np.ndarray:
@@ -54,7 +65,7 @@ def to_verse(labels: np.ndarray, convention: str) -> np.ndarray:
     Parameters
     ----------
     labels : (I, J, K) int ndarray
-    convention : {'auto', 'verse', 'totalsegmentator'}
+    convention : {'auto', 'verse', 'totalsegmentator', 'spider'}
         ``'auto'``: see :func:`detect_convention`.
     """
     if convention not in CONVENTIONS:
@@ -65,6 +76,11 @@ def to_verse(labels: np.ndarray, convention: str) -> np.ndarray:
     if convention == "verse":
         keep = np.isin(labels, list(VERSE_NAMES))
         return np.where(keep, labels, 0).astype(np.uint8)
+    if convention == "spider":
+        lut = np.zeros(max(int(labels.max()) + 1, 226), dtype=np.uint8)
+        for sp, vs in SPIDER_TO_VERSE.items():
+            lut[sp] = vs
+        return lut[np.clip(labels, 0, None)]
     lut = np.zeros(max(int(labels.max()) + 1, 51), dtype=np.uint8)
     for ts, vs in TOTALSEG_TO_VERSE.items():
         lut[ts] = vs

@@ -163,3 +163,30 @@ def test_real_ct_levels_from_the_sacrum_match_totalsegmentator():
         vals, counts = np.unique(found[truth == v], return_counts=True)
         assert vals[np.argmax(counts)] == v, (level_name(v), dict(zip(vals.tolist(), counts.tolist())))
         assert counts[vals == v][0] / counts.sum() > 0.9
+
+
+def test_vertebra_map_conventions_are_detected_and_converted(tmp_path):
+    from pipeline.levels import detect_convention, read_vertebrae, to_verse
+
+    verse = read_label_map(SAMPLE_DATA / "ct_phantom" / "vertebrae.nii.gz")     # L3, L4, L5, S1
+    a = verse.array
+    lumbar = np.isin(a, [22, 23, 24])
+    # SPIDER: numbered from the bottom, L5 = 1; 100 = spinal canal; no sacrum label
+    spider = np.where(lumbar, 25 - a.astype(int), 0)                     # L5 (24) -> 1, L4 -> 2, L3 -> 3
+    spider[0, 0, :3] = 100
+    assert detect_convention(spider) == "spider"
+    np.testing.assert_array_equal(to_verse(spider, "auto"), np.where(lumbar, a, 0))
+    # TotalSegmentator `total`: L3 = 29 ... S1 = 26, plus organs with low ids that VerSe would misread
+    ts = np.select([a == 22, a == 23, a == 24, a == 26], [29, 28, 27, 26], 0)
+    ts[0, 0, :2] = 5  # liver
+    assert detect_convention(ts) == "totalsegmentator" and detect_convention(a) == "verse"
+    np.testing.assert_array_equal(to_verse(ts, "auto"), a)
+    # a folder of TotalSegmentator per-structure masks
+    from pipeline.io import write_image
+
+    folder = tmp_path / "masks"
+    for name, v in (("vertebrae_L3", 22), ("vertebrae_L4", 23), ("vertebrae_L5", 24), ("vertebrae_S1", 26)):
+        write_image(verse.with_array((a == v).astype(np.uint8)), folder / f"{name}.nii.gz")
+    got = read_vertebrae(folder)
+    np.testing.assert_array_equal(got.array, a)
+    assert got.meta["convention"] == "totalsegmentator masks"
