@@ -63,6 +63,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--levels", type=_levels, help="span, e.g. L1:S1 or C2:T1")
     p.add_argument("--spacing", type=_floats, help="voxel size in mm, e.g. 0.8 or 0.7,0.7,1.5")
     p.add_argument("--orientation", help="storage axcodes, e.g. RAS, LPS, PIR")
+    p.add_argument("--sacrum-mm", type=float, help="with S1 in the span: mm of fused sacrum drawn and in view below "
+                   "S1 (0: the field ends at S1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (case k uses seed+k)")
     p.add_argument("--count", type=int, default=1, help="number of cases")
     p.set_defaults(func=_run_synth)
@@ -72,6 +74,8 @@ def _run_synth(args) -> int:
     from .synth import generate_phantom, preset_config, save_phantom
 
     over = {k: getattr(args, k) for k in ("modality", "levels", "spacing", "orientation") if getattr(args, k)}
+    if args.sacrum_mm is not None:
+        over["sacrum_mm"] = args.sacrum_mm
     if args.count < 1:
         raise ValueError(f"--count: expected a positive number, got {args.count}")
     from tqdm import tqdm

@@ -117,10 +117,41 @@ def test_measure_names_levels_from_the_phantoms_bone_with_a_hint():
     assert {(r["level"], r["channel"]) for r in got.rows} == {(r["level"], r["channel"]) for r in ref.rows}
     agree = (got.vertebrae.array == truth.array)[truth.array > 0].mean()
     assert agree > 0.97, agree
-    # the sample's S1 is drawn without the rest of the sacrum and ends 5 mm above the border: no anchor
-    plain = measure(mask, bone=bone)
+
+
+
+def test_sample_phantom_levels_without_a_map_match_the_truth_and_need_the_sacrum():
+    """The sample CT shows the sacrum: every vertebra is named right from the bone alone. Cut above the sacrum,
+    the levels are NA with a warning instead of a guess."""
+    mask = read_label_map(SAMPLE_DATA / "ct_phantom" / "plexus_mask.nii.gz")
+    truth = read_label_map(SAMPLE_DATA / "ct_phantom" / "vertebrae.nii.gz")
+    bone = truth.with_array((truth.array > 0).astype(np.uint8))
+    ref = measure(mask, vertebrae=truth)
+    got = measure(mask, bone=bone)
+    assert got.summary["levels_source"] == "bone mask (anchor: sacrum)"
+    assert [b["level"] for b in got.summary["levels_from_bone"]["bodies"]] == ["L3", "L4", "L5", "S1"]
+    for v in np.unique(truth.array[truth.array > 0]):
+        vals, counts = np.unique(got.vertebrae.array[truth.array == v], return_counts=True)
+        assert vals[np.argmax(counts)] == v and counts.max() / counts.sum() > 0.95, v
+    assert [(r["level"], r["channel"]) for r in got.rows] == [(r["level"], r["channel"]) for r in ref.rows]
+    for a, b in zip(got.rows, ref.rows):  # the found map differs from the truth by a few boundary voxels
+        assert np.isclose(a["median_diameter_mm"], b["median_diameter_mm"], atol=0.05, equal_nan=True), (a, b)
+    # the same scan cut 10 mm below the L5/S1 disc: no sacrum in view
+    ras_mask, ras_bone = reorient(mask, "RAS"), reorient(bone, "RAS")
+    s1 = reorient(truth, "RAS").array == NAME_TO_VERSE["S1"]
+    k0 = int(np.argwhere(s1)[:, 2].max()) - int(round(20 / ras_mask.spacing[2]))
+    cut = [Volume(x.array[:, :, k0:], x.affine @ np.diag([1, 1, 1, 1.0]) @ _shift(k0), {"warnings": []})
+           for x in (ras_mask, ras_bone)]
+    plain = measure(cut[0], bone=cut[1])
     assert plain.summary["levels_source"] == "none (levels are NA)"
     assert any("sacrum is not in view" in w for w in plain.warnings)
+    assert {r["level"] for r in plain.rows} == {"NA"}
+
+
+def _shift(k0: int) -> np.ndarray:
+    m = np.eye(4)
+    m[2, 3] = k0
+    return m
 
 
 def test_cli_measure_with_bone_writes_the_vertebra_map(tmp_path, capsys):
@@ -190,3 +221,22 @@ def test_vertebra_map_conventions_are_detected_and_converted(tmp_path):
     got = read_vertebrae(folder)
     np.testing.assert_array_equal(got.array, a)
     assert got.meta["convention"] == "totalsegmentator masks"
+
+
+def test_plexus_infer_names_the_sample_levels_from_the_models_own_bone(tmp_path):
+    """No vertebra map: the shipped model's bone class, the sacrum in view, every vertebra named right."""
+    from pipeline.cli import main
+
+    d = SAMPLE_DATA / "ct_phantom"
+    assert main(["-q", "infer", str(d / "image.nii.gz"), "-o", str(tmp_path), "--no-tta",
+                 "--model", str(SAMPLE_DATA.parent / "models" / "plexus_phantom")]) == 0
+    import json
+
+    meas = json.loads((tmp_path / "image" / "measurements.json").read_text())
+    assert meas["levels_source"] == "bone mask (anchor: sacrum)"
+    truth = read_label_map(d / "vertebrae.nii.gz")
+    found = read_label_map(tmp_path / "image" / "vertebrae.nii.gz")
+    for v in np.unique(truth.array[truth.array > 0]):
+        vals, counts = np.unique(found.array[truth.array == v], return_counts=True)
+        named = {int(a): int(c) for a, c in zip(vals, counts) if a}
+        assert max(named, key=named.get) == v, (v, named)

@@ -166,13 +166,20 @@ def vertebra_axis_positions(labels: np.ndarray, affine: np.ndarray, frame: Canal
     lab = sub[sub > 0]
     world = (affine[:3, :3] @ idx.T).T + affine[:3, 3]
     u, v, s = frame.project(world)
+    uses = {}
     for i in ids:
         m = lab == i
         body = m & (v > 0)
-        use = body if body.sum() >= 0.1 * m.sum() and body.any() else m
+        uses[i] = body if body.sum() >= 0.1 * m.sum() and body.any() else m
+    heights = [np.ptp(s[u_]) for i, u_ in uses.items() if i != 26 and u_.sum() > 10]
+    for i, use in uses.items():
         name = level_name(int(i))
-        if name != NA and use.any():
-            out[name] = float(np.mean(s[use]))
+        if name == NA or not use.any():
+            continue
+        if i == 26 and heights and np.ptp(s[use]) > 1.6 * np.median(heights):
+            # VerSe 26 is the whole sacrum: its S1 is the cranial body height of it
+            use = use & (s >= s[use].max() - float(np.median(heights)))
+        out[name] = float(np.mean(s[use]))
     return out
 
 

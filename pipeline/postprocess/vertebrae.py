@@ -3,12 +3,12 @@
 1. **Bodies.** Bone voxels are projected into the canal frame (see :mod:`.anatomy`); those in front of the canal
    (``10 mm < v < 70 mm``, ``|u| < 35 mm``) are vertebral bodies. Their amount per millimetre of spine axis is a
    profile whose deep minima are the discs; each run between two discs longer than ``min_body_mm`` is a body.
-2. **Anchor.** The **sacrum** is the caudal-most bone column when it either ends free inside the field of view
+2. **Anchor.** A hint ``NAME@S`` given by the user wins (it can name a transitional vertebra). Else the **sacrum** is the caudal-most bone column when it either ends free inside the field of view
    (nothing below it over at least ``free_end_mm``, more than a disc: no lumbar vertebra ends without a disc and another
    vertebra under it) or runs on fused for more than 1.6 median body heights (S1 fused with S2...). Its cranial
-   body is S1; the body above is L5 (L6 with ``lumbar_count=6``), and so on upwards. Without a sacrum, a hint
-   ``NAME@S`` (``L3@120``: the body whose centre lies nearest the world height ``S`` mm, the scanner's z) names
-   one body. With no anchor, levels are not guessed: every body is ``NA`` and a warning says why.
+   body is S1; the body above is L5 (L6 with ``lumbar_count=6``), and so on upwards. The hint (``L3@120``: the
+   body whose centre lies nearest the world height 120 mm, the scanner's z) names one body and counts from it.
+   With no anchor, levels are not guessed: every body is ``NA`` and a warning says why.
 3. **Map.** Every bone voxel takes the body nearest along the spine axis, so the map written
    (``vertebrae.nii.gz``, VerSe ids) holds whole vertebrae, posterior elements included, and the whole sacrum
    below S1 (VerSe 26).
@@ -89,7 +89,7 @@ def find_bodies(bone: np.ndarray, affine: np.ndarray, frame: CanalFrame, *, min_
 
 def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float], *, lumbar_count: int = 5,
                 hint: tuple[str, float] | None = None, free_end_mm: float = 15.0) -> NamedBodies:
-    """Name ``bodies`` (cranial first) from the sacrum, else from ``hint`` (name, axis position), else ``NA``.
+    """Name ``bodies`` (cranial first) from ``hint`` (name, axis position), else the sacrum, else ``NA``.
 
     ``field_s``: the (caudal, cranial) axis positions where the canal runs inside the image, to tell a free end
     from one cut by the field of view.
@@ -106,16 +106,9 @@ def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float],
              and not (lumbar_count == 4 and x == "L5")]
     last = bodies[-1]
     fused = last[1] - last[0] > 1.6 * med and n >= 2
-    free = last[0] - field_s[0] >= free_end_mm
-    if fused or free:
-        if fused:  # split S1 off the top of the fused column
-            bodies = bodies[:-1] + [(last[1] - med, last[1])]
-            regular = float(np.mean(np.abs(heights[:-1] - med) <= 0.4 * med))
-        start = order.index("S1") - (n - 1)
-        names = [order[start + k] if start + k >= 0 else "NA" for k in range(n)]
-        why = "fused sacrum" if fused else "free caudal end"
-        return NamedBodies(names, bodies, "sacrum", round(regular, 2), [] if regular > 0.6 else
-                           [f"irregular body heights: levels named from the sacrum ({why}) may be off by one"])
+    if fused:  # S1 fused with the sacrum below: split S1 (one body height) off the top of the column
+        bodies = bodies[:-1] + [(last[1] - med, last[1])]
+        regular = float(np.mean(np.abs(heights[:-1] - med) <= 0.4 * med))
     if hint is not None:
         name, s0 = hint
         if name not in order:
@@ -124,6 +117,13 @@ def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float],
         i0 = order.index(name)
         names = [order[i0 + k - k0] if 0 <= i0 + k - k0 < len(order) else "NA" for k in range(n)]
         return NamedBodies(names, bodies, f"hint {name}", round(regular, 2))
+    free = last[0] - field_s[0] >= free_end_mm
+    if fused or free:
+        start = order.index("S1") - (n - 1)
+        names = [order[start + k] if start + k >= 0 else "NA" for k in range(n)]
+        why = "fused sacrum" if fused else "free caudal end"
+        return NamedBodies(names, bodies, "sacrum", round(regular, 2), [] if regular > 0.6 else
+                           [f"irregular body heights: levels named from the sacrum ({why}) may be off by one"])
     return NamedBodies(["NA"] * n, bodies, "none", 0.0,
                        ["levels not named: the sacrum is not in view and no --anchor NAME@Z was given"])
 

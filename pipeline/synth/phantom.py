@@ -69,6 +69,7 @@ class PhantomConfig:
     noise: float | None = None       # CT: HU sd; MR: Rician sd; None draws one
     blur_mm: float | None = None     # Gaussian PSF sd in mm; None draws one
     render_image: bool = True        # False: masks and truth only (fast, for measurement benchmarks)
+    sacrum_mm: float = 0.0           # with S1 in the span: this much fused sacrum (S2...) drawn and in view below S1
 
     def __post_init__(self):
         if self.modality not in ("CT", "MR"):
@@ -82,6 +83,8 @@ class PhantomConfig:
         if len(set(self.orientation.replace("L", "R").replace("P", "A").replace("I", "S"))) != 3:
             raise ValueError(f"orientation: {self.orientation!r} must name each of R/L, A/P, S/I once")
         level_span(*self.levels, lumbar_count=self.lumbar_count)
+        if not 0 <= self.sacrum_mm <= 120:
+            raise ValueError(f"sacrum_mm: expected 0 to 120 mm, got {self.sacrum_mm}")
 
 
 @dataclass
@@ -102,7 +105,7 @@ class Phantom:
 
 def _grid(axis: SpineAxis, verts: list[Vertebra], cfg: PhantomConfig):
     s0 = verts[0].s_centre - verts[0].height / 2 - 6
-    s1 = verts[-1].s_centre + verts[-1].height / 2 + 6
+    s1 = verts[-1].s_centre + verts[-1].height / 2 + (cfg.sacrum_mm if _has_sacrum(verts, cfg) else 6)
     ss = np.linspace(s0, s1, 60)
     corners = [axis.to_world(u, v, ss) for u in (-cfg.fov_lr, cfg.fov_lr) for v in (-cfg.fov_back, cfg.fov_front)]
     pts = np.concatenate(corners)
@@ -114,8 +117,12 @@ def _grid(axis: SpineAxis, verts: list[Vertebra], cfg: PhantomConfig):
     return tuple(int(x) for x in shape), aff
 
 
-def _tissues(u, v, s, verts: list[Vertebra], diam, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Tissue code and VerSe vertebra id per voxel (flat arrays)."""
+def _has_sacrum(verts: list[Vertebra], cfg: PhantomConfig) -> bool:
+    return verts[-1].name == "S1" and cfg.sacrum_mm > 0
+
+
+def _tissues(u, v, s, verts: list[Vertebra], diam, rng, sacrum_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue code and VerSe vertebra id per voxel (flat arrays); ``sacrum_mm`` of fused sacrum below S1."""
     n = u.shape[0]
     tis = np.full(n, AIR, dtype=np.uint8)
     vid = np.zeros(n, dtype=np.uint8)
@@ -154,6 +161,8 @@ def _tissues(u, v, s, verts: list[Vertebra], diam, rng) -> tuple[np.ndarray, np.
     tis[vb & (core_se <= 1) & (np.abs(ds) <= H / 2 - 1.0)] = CANC
     in_disc = ~in_body_s & (body_se <= 1) & (s > first) & (s < last)
     tis[in_disc] = DISC
+    if sacrum_mm > 0 and verts[-1].name == "S1":
+        _sacrum(tis, vid, u, v, s, verts[-1], ap, cw, sacrum_mm + 20)
     # posterior arch: pedicles (upper part of the vertebra), laminae, spinous and transverse processes
     pw = np.clip(cw * 0.3, 4.5, 9.0)
     ped = (np.abs(u) >= cw / 2 - 1) & (np.abs(u) <= cw / 2 + pw) & (v > -ap / 2) & (v < ap / 2 + 2) & \
@@ -189,6 +198,25 @@ def _tissues(u, v, s, verts: list[Vertebra], diam, rng) -> tuple[np.ndarray, np.
         root = dura & (s >= conus) & (((u - uk) ** 2 + (v - (dvc - dv * 0.45)) ** 2) <= 0.8 ** 2)
         tis[root] = ROOT
     return tis, vid
+
+
+def _sacrum(tis, vid, u, v, s, s1: Vertebra, ap, cw, length: float) -> None:
+    """The fused sacrum (S2 down) under the S1 body: a tapering column of bone with the alae beside its top and
+    the fused laminae behind the sacral canal, all labelled 26 (VerSe: sacrum)."""
+    top = s1.s_centre + s1.height / 2
+    below = (s > top) & (s <= top + length)
+    t = np.clip((s - top) / length, 0.0, 1.0)
+    W, D = s1.width * (1 - 0.55 * t), s1.depth * (1 - 0.45 * t)
+    vbc = ap / 2 + D / 2
+    col = below & (superellipse(u, v - vbc, W / 2, D / 2, 2.5) <= 1)
+    core = col & (superellipse(u, v - vbc, W / 2 - 1.2, D / 2 - 1.2, 2.5) <= 1)
+    ala = below & (t < 0.35) & (np.abs(u) > cw / 2 + 1) & (np.abs(u) <= W / 2 + 28 * (1 - t / 0.35)) & \
+        (np.abs(v - ap / 2) < 0.45 * D)
+    back = below & (np.abs(u) <= cw / 2 + 6) & (v <= -ap / 2) & (v >= -ap / 2 - 6)
+    canal = superellipse(u, v, cw / 2, ap / 2, 2.6) <= 1
+    for region, code in ((col, CORT), (core, CANC), (ala & ~canal, CANC), (back & ~canal, POST)):
+        tis[region] = code
+        vid[region] = 26
 
 
 def _below(a: str, b: str) -> bool:
@@ -287,7 +315,7 @@ def generate_phantom(cfg: PhantomConfig) -> Phantom:
         del ii, jj, kk
         u, v, s = axis.to_straight(xyz)
         del xyz
-        tis, vid = _tissues(u, v, s, verts, diam, rng)
+        tis, vid = _tissues(u, v, s, verts, diam, rng, cfg.sacrum_mm if _has_sacrum(verts, cfg) else 0.0)
         vid = vid.reshape(shape)
         table = CT_HU if cfg.modality == "CT" else MR_SI
         jitter = {k: val + (rng.normal(0, 15) if cfg.modality == "CT" else rng.normal(0, 20)) for k, val in table.items()}

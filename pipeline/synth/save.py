@@ -33,7 +33,7 @@ LEVEL_RULE = "a point takes the level of the vertebra whose body centre is neare
 PRESETS: dict[str, dict] = {
     # small cases shipped in sample_data/
     "sample-ct": dict(modality="CT", levels=("L3", "S1"), spacing=(0.9, 0.9, 0.9), orientation="LPS",
-                      fov_lr=42.0, fov_back=40.0, fov_front=48.0),
+                      fov_lr=42.0, fov_back=40.0, fov_front=48.0, sacrum_mm=30.0),
     "sample-mr": dict(modality="MR", levels=("T11", "L2"), spacing=(0.9, 0.9, 1.3), orientation="PIR",
                       fov_lr=42.0, fov_back=40.0, fov_front=48.0),
     # typical research scans

@@ -37,6 +37,7 @@ class SyntheticSource(_Strict):
     spacings: list[tuple[float, float, float]] = [(0.8, 0.8, 0.8), (0.7, 0.7, 1.2), (1.0, 1.0, 1.0)]
     orientations: list[str] = ["RAS", "LPS", "PIR"]
     fov_mm: tuple[float, float, float] = (34.0, 34.0, 42.0)   # half-width, behind, in front of the canal
+    sacrum_mm: float = Field(0.0, ge=0, le=120)  # fused sacrum in view below S1 (0: the field ends at S1)
     seed: int = 1000
 
 

@@ -62,7 +62,8 @@ def synthetic_cases(src: SyntheticSource, cache: Path) -> list[Case]:
         if not (folder / ".done").exists():
             cfg = preset_config(preset, modality=modality, spacing=tuple(src.spacings[k % len(src.spacings)]),
                                 orientation=src.orientations[k % len(src.orientations)], seed=src.seed + k,
-                                fov_lr=src.fov_mm[0], fov_back=src.fov_mm[1], fov_front=src.fov_mm[2])
+                                fov_lr=src.fov_mm[0], fov_back=src.fov_mm[1], fov_front=src.fov_mm[2],
+                                sacrum_mm=src.sacrum_mm)
             ph = generate_phantom(cfg)
             save_phantom(ph, folder)
             classes = np.where(ph.mask.array > 0, 1, np.where(ph.vertebrae.array > 0, 2, 0)).astype(np.uint8)
