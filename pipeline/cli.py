@@ -156,6 +156,8 @@ def _add_measure(sub) -> None:
     p.add_argument("--label", type=int, default=d.label, help="label value of the plexus in MASK (default 1)")
     p.add_argument("--min-volume", type=float, default=d.min_volume_mm3, help="drop specks below this (mm3)")
     p.add_argument("--window", type=float, default=d.window_mm, help="along-vessel averaging window (mm)")
+    p.add_argument("--max-gap-to-bone", type=float, default=d.max_gap_to_bone_mm, help="with --vertebrae or --bone: "
+                   "drop parts of the mask that never come this close to a vertebra (mm; 0 keeps everything)")
     p.set_defaults(func=_run_measure)
 
 
@@ -165,6 +167,7 @@ def _run_measure(args) -> int:
     from .postprocess.measure import MeasureOptions
 
     opts = MeasureOptions(label=args.label, min_volume_mm3=args.min_volume, window_mm=args.window,
+                          max_gap_to_bone_mm=args.max_gap_to_bone,
                           vertebrae_convention=args.vertebrae_convention, lumbar_count=args.lumbar_count,
                           anchor=args.anchor)
     if args.anchor:

@@ -11,7 +11,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.errors import InputError
 from pipeline.io import Volume, reorient, write_image
-from pipeline.postprocess.measure import COLUMNS, measure
+from pipeline.postprocess.measure import COLUMNS, MeasureOptions, measure
 from pipeline.synth import PhantomConfig, generate_phantom
 from pipeline.synth.vessels import CHANNELS
 
@@ -141,3 +141,22 @@ def test_cli_measure_writes_every_file(tmp_path):
            if r["median_diameter_mm"]}
     assert set(truth) <= set(got)
     assert np.mean([abs(got[k] - truth[k]) for k in truth]) < 0.15
+
+
+def test_parts_of_the_mask_far_from_any_vertebra_are_dropped_with_a_warning(phantom, result):
+    import edt
+
+    arr = phantom.mask.array.copy()
+    gap = edt.edt(phantom.vertebrae.array == 0, anisotropy=tuple(float(x) for x in phantom.mask.spacing))
+    c = np.unravel_index(np.argmax(gap[2:-2, 2:-2, 2:-2]), tuple(n - 4 for n in arr.shape))
+    c = np.array(c) + 2                      # a 3 x 3 x 3 blob where the field is farthest from any vertebra
+    assert gap[tuple(c)] > 25
+    arr[c[0] - 1:c[0] + 2, c[1] - 1:c[1] + 2, c[2] - 1:c[2] + 2] = 1
+    got = measure(phantom.mask.with_array(arr), vertebrae=phantom.vertebrae)
+    assert got.summary["far_from_spine"]["parts_dropped"] == 1
+    assert any("never come within 15 mm of a vertebra" in w for w in got.warnings)
+    assert [(r["level"], r["channel"], r["median_diameter_mm"]) for r in got.rows] == \
+        [(r["level"], r["channel"], r["median_diameter_mm"]) for r in result.rows]
+    kept = measure(phantom.mask.with_array(arr), vertebrae=phantom.vertebrae,
+                   options=MeasureOptions(max_gap_to_bone_mm=0))
+    assert "far_from_spine" not in kept.summary or kept.summary["far_from_spine"]["parts_dropped"] == 0

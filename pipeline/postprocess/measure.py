@@ -26,7 +26,7 @@ from .anatomy import (
 )
 from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
 from .centreline import Branch, extract_centrelines
-from .clean import clean_mask
+from .clean import clean_mask, drop_far_from_bone
 from .vertebrae import (
     field_extent,
     find_bodies,
@@ -54,6 +54,7 @@ class MeasureOptions:
     window_mm: float = 2.0
     vertebrae_convention: str = "auto"      # 'auto' tells VerSe from TotalSegmentator ids
     lumbar_count: int = 5                 # levels from bone: lumbar vertebrae above the sacrum (4, 5 or 6)
+    max_gap_to_bone_mm: float = 15.0      # with vertebrae or bone: drop mask parts never this close to a vertebra
     anchor: str | None = None             # levels from bone without a sacrum in view: 'NAME@Z' (world z, mm)
 
     def __post_init__(self):
@@ -117,6 +118,9 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
                                        (bone, "bone mask")))
     summary = {"input": mask.path, "shape": list(mask.shape), "spacing_mm": [round(float(s), 4) for s in mask.spacing],
                "axcodes": "".join(mask.axcodes), "options": asdict(opt)}
+    if not binary.any():
+        return _empty(mask, summary, warnings)
+    binary = _near_spine(binary, mask, vertebrae, bone, opt, summary, warnings)
     if not binary.any():
         return _empty(mask, summary, warnings)
     # crop to the plexus, then work in the closest RAS storage (an exact permutation/flip of the arrays):
@@ -214,6 +218,23 @@ def _check_plexus_axis(frame, spine, path, warnings: list[str]) -> None:
     if cos < np.cos(np.radians(30)):
         warnings.append(f"{path}: the plexus found does not run along the spine (axes {np.degrees(np.arccos(cos)):.0f} "
                         f"degrees apart); channels are unreliable, review the segmentation")
+
+
+def _near_spine(binary, mask: Volume, vertebrae, bone, opt: MeasureOptions, summary: dict, warnings: list[str]):
+    """Drop the parts of the mask that never come near a vertebra (see :func:`.clean.drop_far_from_bone`)."""
+    if vertebrae is not None:
+        used = detect_convention(vertebrae.array) if opt.vertebrae_convention == "auto" else opt.vertebrae_convention
+        spine = to_verse(vertebrae.array, used) > 0
+    elif bone is not None:
+        spine = bone.array > 0
+    else:
+        return binary
+    kept, n, mm3 = drop_far_from_bone(binary, spine, spacing=mask.spacing, max_gap_mm=opt.max_gap_to_bone_mm)
+    summary["far_from_spine"] = {"parts_dropped": n, "volume_mm3": round(mm3, 1), "max_gap_mm": opt.max_gap_to_bone_mm}
+    if n:
+        warnings.append(f"{mask.path}: dropped {n} parts of the mask ({mm3:.0f} mm3) that never come within "
+                        f"{opt.max_gap_to_bone_mm:g} mm of a vertebra: not internal vertebral venous plexus")
+    return kept
 
 
 def _levels_source(vertebrae, found, centroids, summary) -> str:
