@@ -85,6 +85,12 @@ def canal_frame(points: np.ndarray, tangents: np.ndarray, *, slab_mm: float = 12
         axis /= np.linalg.norm(axis)
     T = np.gradient(curve, axis=0)
     T /= np.linalg.norm(T, axis=1, keepdims=True)
+    return _extended_frame(curve, T, step_mm, extend_mm)
+
+
+def _extended_frame(curve: np.ndarray, T: np.ndarray, step_mm: float, extend_mm: float) -> CanalFrame:
+    """A :class:`CanalFrame` on ``curve`` (n, 3) with unit tangents ``T``, run on straight for ``extend_mm`` at
+    both ends (points beyond the curve still project onto it)."""
     n_ext = int(extend_mm / step_mm)
     head = curve[0] - np.arange(n_ext, 0, -1)[:, None] * step_mm * T[0]
     tail = curve[-1] + np.arange(1, n_ext + 1)[:, None] * step_mm * T[-1]
@@ -125,14 +131,7 @@ def spine_frame(labels: np.ndarray, affine: np.ndarray, *, step_mm: float = 1.0,
         curve = gaussian_filter1d(curve, sigma=max(2.0 / step_mm, 1.0), axis=0, mode="nearest")
     T = np.gradient(curve, axis=0) if len(curve) > 1 else (cents[-1] - cents[0])[None]
     T /= np.maximum(np.linalg.norm(T, axis=1, keepdims=True), 1e-9)
-    n_ext = int(extend_mm / step_mm)
-    head = curve[0] - np.arange(n_ext, 0, -1)[:, None] * step_mm * T[0]
-    tail = curve[-1] + np.arange(1, n_ext + 1)[:, None] * step_mm * T[-1]
-    curve = np.concatenate([head, curve, tail])
-    T = np.concatenate([np.repeat(T[:1], n_ext, 0), T, np.repeat(T[-1:], n_ext, 0)])
-    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(curve, axis=0), axis=1))])
-    A, L = _axes(T)
-    return CanalFrame(s, curve, T, A, L)
+    return _extended_frame(curve, T, step_mm, extend_mm)
 
 
 def classify_branch(points: np.ndarray, flags: np.ndarray, frame: CanalFrame, *, min_cos: float = 0.7) -> str:
