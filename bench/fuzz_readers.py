@@ -127,7 +127,7 @@ def main() -> None:
     results = []
     for fmt in args.formats:
         stats_path = Path(tempfile.mkstemp(suffix=".json")[1])
-        t0, left, restarts = time.time(), args.seconds, 0
+        t0, left = time.time(), args.seconds
         total = {"format": fmt, "inputs": 0, "read_ok": 0, "input_errors": 0, "crashes": 0, "kinds": {},
                  "safety_net": 0, "net_kinds": {}}
         while left > 2:  # libFuzzer stops at a hang or hard crash: record it and go on for the time left
@@ -151,7 +151,6 @@ def main() -> None:
                                                    "message": proc.stderr.strip().splitlines()[-1][:200]
                                                    if proc.stderr.strip() else ""})
                 total["kinds"][reason]["count"] += 1
-                restarts += 1
             left = args.seconds - (time.time() - t0)
         total["seconds"] = round(time.time() - t0)
         results.append(total)

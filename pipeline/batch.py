@@ -311,6 +311,12 @@ def finish_case(case: CaseInput, image, labels, prob_plexus: np.ndarray, modalit
     return {"postprocess_s": round(time.perf_counter() - t1, 3), "modality": modality}
 
 
+def _failure(case: CaseInput, exc: BaseException) -> dict:
+    """The ``run.json`` entry of a failed case: one line naming the input and the problem."""
+    msg = str(exc) if isinstance(exc, PlexusError) else f"{case.path}: {type(exc).__name__}: {exc}"
+    return {"case_id": case.case_id, "input": str(case.path), "error": msg}
+
+
 def measure_options(args):
     """The measurement options of ``plexus infer`` (levels from the model's bone class when no map is given)."""
     from .postprocess.measure import MeasureOptions
@@ -348,9 +354,8 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
         from .ray_batch import run_cases_ray
 
         def ray_fail(case: CaseInput, exc: BaseException) -> None:
-            msg = str(exc) if isinstance(exc, PlexusError) else f"{case.path}: {type(exc).__name__}: {exc}"
-            record.failures.append({"case_id": case.case_id, "input": str(case.path), "error": msg})
-            print(f"error: {msg}", file=sys.stderr)
+            record.failures.append(_failure(case, exc))
+            print(f"error: {record.failures[-1]['error']}", file=sys.stderr)
 
         try:
             run_cases_ray(todo, out, args, args.model, ray_fail, lambda c, t: record.cases.__setitem__(c.case_id, t))
@@ -372,9 +377,8 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
     bar = tqdm(total=len(todo), desc="cases", unit="case", dynamic_ncols=True)
 
     def fail(case: CaseInput, exc: BaseException) -> None:
-        msg = str(exc) if isinstance(exc, PlexusError) else f"{case.path}: {type(exc).__name__}: {exc}"
-        record.failures.append({"case_id": case.case_id, "input": str(case.path), "error": msg})
-        bar.write(f"error: {msg}", file=sys.stderr)
+        record.failures.append(_failure(case, exc))
+        bar.write(f"error: {record.failures[-1]['error']}", file=sys.stderr)
 
     def collect(block: bool) -> None:
         while inflight and (block or inflight[0][2].done()):

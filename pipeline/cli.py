@@ -40,6 +40,17 @@ def _levels(text: str) -> tuple[str, str]:
     return parts[0].upper(), parts[1].upper()
 
 
+def _anchor(text: str) -> str:
+    """``--anchor NAME@Z``, checked when the command line is read (a usage error before any work)."""
+    from .postprocess.vertebrae import parse_anchor
+
+    try:
+        parse_anchor(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--anchor: ")) from None
+    return text
+
+
 def _shard(text: str) -> tuple[int, int]:
     try:
         k, n = (int(x) for x in text.split("/"))
@@ -151,7 +162,7 @@ def _add_measure(sub) -> None:
                    "vertebrae from (e.g. plexus infer's segmentation.nii.gz with --bone-label 2)")
     p.add_argument("--bone-label", type=int, help="label of bone in --bone (default: every label > 0)")
     p.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], default=5, help="lumbar vertebrae above the sacrum")
-    p.add_argument("--anchor", metavar="NAME@Z", help="with --bone and no sacrum in view: vertebra NAME at world "
+    p.add_argument("--anchor", type=_anchor, metavar="NAME@Z", help="with --bone and no sacrum in view: vertebra NAME at world "
                    "height Z mm, e.g. L3@120")
     p.add_argument("--label", type=int, default=d.label, help="label value of the plexus in MASK (default 1)")
     p.add_argument("--min-volume", type=float, default=d.min_volume_mm3, help="drop specks below this (mm3)")
@@ -170,10 +181,6 @@ def _run_measure(args) -> int:
                           max_gap_to_bone_mm=args.max_gap_to_bone,
                           vertebrae_convention=args.vertebrae_convention, lumbar_count=args.lumbar_count,
                           anchor=args.anchor)
-    if args.anchor:
-        from .postprocess.vertebrae import parse_anchor
-
-        parse_anchor(args.anchor)
     res = measure_case(args.mask, args.out, image_path=args.image, vertebrae_path=args.vertebrae,
                        probabilities_path=args.probabilities, bone_path=args.bone, bone_label=args.bone_label,
                        options=opts)
@@ -202,7 +209,7 @@ def _add_infer(sub) -> None:
                         "(vertebrae_L3.nii.gz...) is read as such")
     p.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], default=5, help="without --vertebrae, levels are "
                    "named from the model's vertebral bone counting up from the sacrum: lumbar vertebrae above it")
-    p.add_argument("--anchor", metavar="NAME@Z", help="without --vertebrae and with no sacrum in view: the vertebra "
+    p.add_argument("--anchor", type=_anchor, metavar="NAME@Z", help="without --vertebrae and with no sacrum in view: the vertebra "
                    "NAME whose body lies at world height Z mm (RAS z), e.g. L3@120; levels are NA otherwise")
     p.add_argument("--modality", choices=["auto", "ct", "mr"], default="auto", help="default: from DICOM tags "
                    "or intensities (stated in measurements.json)")
@@ -232,10 +239,6 @@ def _run_infer(args) -> int:
         raise ValueError(f"--workers: expected 0 or more, got {args.workers}")
     if args.overlap is not None and not 0 <= args.overlap < 1:
         raise ValueError(f"--overlap: expected a value in [0, 1), got {args.overlap}")
-    if args.anchor:
-        from .postprocess.vertebrae import parse_anchor
-
-        parse_anchor(args.anchor)  # a malformed hint is a usage error before any work
     if args.executor == "ray":
         from .ray_batch import _ray
 

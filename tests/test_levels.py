@@ -166,9 +166,11 @@ def test_cli_measure_with_bone_writes_the_vertebra_map(tmp_path, capsys):
     found = read_label_map(tmp_path / "vertebrae.nii.gz")
     assert found.shape == truth.shape and np.allclose(found.affine, truth.affine)
     assert (found.array == truth.array)[truth.array > 0].mean() > 0.97
-    assert main(["measure", str(d / "plexus_mask.nii.gz"), "-o", str(tmp_path), "--bone", str(d / "vertebrae.nii.gz"),
-                 "--anchor", "L3"]) == 2
-    assert "--anchor: expected NAME@Z" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a usage error, refused when the command line is read
+        main(["measure", str(d / "plexus_mask.nii.gz"), "-o", str(tmp_path), "--bone", str(d / "vertebrae.nii.gz"),
+              "--anchor", "L3"])
+    assert info.value.code == 2
+    assert "argument --anchor: expected NAME@Z" in capsys.readouterr().err
 
 
 def test_real_ct_levels_from_the_sacrum_match_totalsegmentator():

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial import cKDTree
 
-from ..levels import NA, level_name
+from ..levels import NA, level_name, level_rank
 from .calibre import END, JUNCTION
 
 CHANNELS = ("anterior_left", "anterior_right", "posterior_left", "posterior_right")
@@ -108,8 +108,6 @@ def spine_frame(labels: np.ndarray, affine: np.ndarray, *, step_mm: float = 1.0,
     Levels are counted along this axis when a vertebra map is given: it follows the real vertebrae even where
     the plexus found is poor (coarse or unusual scans), unlike the canal frame estimated from the plexus.
     """
-    from ..levels import level_rank
-
     ids = [int(i) for i in np.unique(labels) if i > 0 and level_name(int(i)) != NA]
     if len(ids) < 2:
         return None

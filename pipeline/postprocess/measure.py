@@ -118,6 +118,10 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
                                        (bone, "bone mask")))
     summary = {"input": mask.path, "shape": list(mask.shape), "spacing_mm": [round(float(s), 4) for s in mask.spacing],
                "axcodes": "".join(mask.axcodes), "options": asdict(opt)}
+    if vertebrae is not None:  # VerSe ids from here on, whatever the map's convention
+        used = detect_convention(vertebrae.array) if opt.vertebrae_convention == "auto" else opt.vertebrae_convention
+        summary["vertebrae_convention"] = vertebrae.meta.get("convention", used)
+        vertebrae = vertebrae.with_array(to_verse(vertebrae.array, used))
     if not binary.any():
         return _empty(mask, summary, warnings)
     binary = _near_spine(binary, mask, vertebrae, bone, opt, summary, warnings)
@@ -173,16 +177,14 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
         if named.centroids():
             level_map = (found.array, found.affine)
     if vertebrae is not None:
-        used = detect_convention(vertebrae.array) if opt.vertebrae_convention == "auto" else opt.vertebrae_convention
-        summary["vertebrae_convention"] = vertebrae.meta.get("convention", used)
-        level_map = (to_verse(vertebrae.array, used), vertebrae.affine)
+        level_map = (vertebrae.array, vertebrae.affine)
     level_frame = frame  # levels are counted along the spine: through the vertebrae when there are some
     if level_map is not None:
         level_frame = spine_frame(*level_map) or frame
         if level_frame is not None:
             centroids = vertebra_axis_positions(*level_map, level_frame)
         if not centroids and vertebrae is not None:
-            warnings.append(f"{vertebrae.path}: no vertebra labels of the {used} convention")
+            warnings.append(f"{vertebrae.path}: no vertebra labels of the {summary['vertebrae_convention']} convention")
         elif centroids and frame is not None and level_frame is not frame:
             _check_plexus_axis(frame, level_frame, mask.path, warnings)
     for b in graph.branches:
@@ -222,9 +224,8 @@ def _check_plexus_axis(frame, spine, path, warnings: list[str]) -> None:
 
 def _near_spine(binary, mask: Volume, vertebrae, bone, opt: MeasureOptions, summary: dict, warnings: list[str]):
     """Drop the parts of the mask that never come near a vertebra (see :func:`.clean.drop_far_from_bone`)."""
-    if vertebrae is not None:
-        used = detect_convention(vertebrae.array) if opt.vertebrae_convention == "auto" else opt.vertebrae_convention
-        spine = to_verse(vertebrae.array, used) > 0
+    if vertebrae is not None:  # already in VerSe ids
+        spine = vertebrae.array > 0
     elif bone is not None:
         spine = bone.array > 0
     else:
