@@ -97,7 +97,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = No
     """
     info, device = init_distributed(pick_device(cfg.train.device))
     try:
-        return _train(cfg, info, device, resume, stop_after, config_text)
+        result = _train(cfg, info, device, resume, stop_after, config_text)
+        barrier(info)  # every rank ends together, after rank 0 has written its files: an orderly teardown
+        return result
     finally:
         shutdown(info)
 
