@@ -65,7 +65,8 @@ def _shard(text: str) -> tuple[int, int]:
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="generate spine phantoms with ground truth",
                        description="Generate spine CT/MR phantoms with plexus mask, vertebra map and true "
-                                   "centrelines. With --count N, writes OUT/case_000 ... OUT/case_N-1.")
+                                   "centrelines. With --count N, writes OUT/case_000 ... OUT/case_N-1. With --hybrid "
+                                   "SCAN --vertebrae MAP, inserts the synthetic plexus into the real canal of a real scan.")
     from .synth import PRESETS
 
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
@@ -78,11 +79,22 @@ def _add_synth(sub) -> None:
                    "S1 (0: the field ends at S1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (case k uses seed+k)")
     p.add_argument("--count", type=int, default=1, help="number of cases")
+    p.add_argument("--hybrid", type=Path, metavar="SCAN", help="a real CT/MR scan: insert the plexus into its canal "
+                   "(needs --vertebrae; --preset, --levels, --spacing, --orientation, --sacrum-mm do not apply)")
+    p.add_argument("--vertebrae", type=Path, help="with --hybrid: the scan's vertebra map (file or TotalSegmentator folder)")
+    from .levels import CONVENTIONS
+
+    p.add_argument("--vertebrae-convention", default="auto", choices=CONVENTIONS, help="label convention of --vertebrae")
+    p.add_argument("--max-spacing", type=float, default=1.0, help="with --hybrid: largest voxel size (mm) of the output; "
+                   "a coarser scan is resampled (default 1.0)")
     p.set_defaults(func=_run_synth)
 
 
 def _run_synth(args) -> int:
     from .synth import generate_phantom, preset_config, save_phantom
+
+    if args.hybrid is not None or args.vertebrae is not None:
+        return _run_hybrid(args)
 
     over = {k: getattr(args, k) for k in ("modality", "levels", "spacing", "orientation") if getattr(args, k)}
     if args.sacrum_mm is not None:
@@ -97,6 +109,34 @@ def _run_synth(args) -> int:
         t0 = time.perf_counter()
         save_phantom(generate_phantom(cfg), out)
         log.info("wrote %s (%s %s, %.1f s)", out, cfg.modality, "-".join(cfg.levels), time.perf_counter() - t0)
+    return 0
+
+
+def _run_hybrid(args) -> int:
+    from .io import read_image
+    from .levels import read_vertebrae
+    from .postprocess.measure import _same_grid
+    from .preprocess import guess_modality
+    from .synth import save_phantom
+    from .synth.hybrid import HybridConfig, generate_hybrid
+
+    if args.hybrid is None or args.vertebrae is None:
+        raise ValueError("--hybrid and --vertebrae go together: a real scan and its vertebra map")
+    if args.count < 1:
+        raise ValueError(f"--count: expected a positive number, got {args.count}")
+    image = read_image(args.hybrid)
+    vmap = _same_grid(image, read_vertebrae(args.vertebrae, args.vertebrae_convention), "vertebra map")
+    modality = args.modality or guess_modality(image)
+    for k in range(args.count):
+        cfg = HybridConfig(image=str(args.hybrid), vertebrae=str(args.vertebrae), modality=modality,
+                           seed=args.seed + k, spacing=args.max_spacing)
+        out = args.out if args.count == 1 else args.out / f"case_{k:03d}"
+        t0 = time.perf_counter()
+        ph = generate_hybrid(image, vmap, cfg)
+        save_phantom(ph, out)
+        open_ = [c["level"] for c in ph.info["canal"] if c["found_by"] != "ring"]
+        log.info("wrote %s (hybrid %s, %s-%s, %.1f s)%s", out, modality, ph.verts[0].name, ph.verts[-1].name,
+                 time.perf_counter() - t0, f"; canal size from published means (ring open or size out of range) at {', '.join(open_)}" if open_ else "")
     return 0
 
 

@@ -101,6 +101,7 @@ class Phantom:
     axis: SpineAxis
     body_centres: dict[str, list[float]]
     truth_calibre: list[tuple[str, str, float, int]] = field(default_factory=list)
+    info: dict = field(default_factory=dict)          # generator-specific facts written to phantom.json
 
 
 def _grid(axis: SpineAxis, verts: list[Vertebra], cfg: PhantomConfig):
@@ -372,7 +373,6 @@ def _bias_field(shape, rng) -> np.ndarray:
     return np.exp(log_b)
 
 
-def config_dict(cfg: PhantomConfig) -> dict:
-    d = asdict(cfg)
-    d["levels"], d["spacing"] = list(cfg.levels), list(cfg.spacing)
-    return d
+def config_dict(cfg) -> dict:
+    """A generator config (a dataclass) as JSON-ready values."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}

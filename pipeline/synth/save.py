@@ -81,7 +81,7 @@ def save_phantom(ph: Phantom, out_dir: str | Path) -> Path:
     write_text(out / "truth_calibre.csv", buf.getvalue())
     meta = {"generator": f"plexus {__version__}", "config": config_dict(ph.config), "level_rule": LEVEL_RULE,
             "vertebrae": [{"name": v.name, "verse_id": v.verse_id, "body_centre_ras": ph.body_centres[v.name]}
-                          for v in ph.verts]}
+                          for v in ph.verts], **ph.info}
     write_text(out / "phantom.json", json.dumps(meta, indent=2))
     return out
 

@@ -182,13 +182,12 @@ def render_tubes(tubes: list[Tube], shape, affine: np.ndarray, band: float = 2.0
     shape = tuple(int(x) for x in shape)
     sdf = np.full(shape, np.inf, dtype=np.float32)
     frac = np.zeros(shape, dtype=np.float32)
+    affine, to_grid = _grid_frame(np.asarray(affine, dtype=np.float64))
     inv = np.linalg.inv(affine)
     sp = np.abs(np.diag(affine)[:3]).astype(np.float32)
-    if not np.allclose(affine[:3, :3], np.diag(np.diag(affine[:3, :3]))):
-        raise ValueError("affine: render_tubes needs an axis-aligned grid")
     half_diag = 0.5 * float(np.linalg.norm(sp))
     for tube in tubes:
-        P, R = tube.points.astype(np.float32), tube.radius.astype(np.float32)
+        P, R = to_grid(tube.points).astype(np.float32), tube.radius.astype(np.float32)
         for a in range(len(P) - 1):
             p0, p1, r0, r1 = P[a], P[a + 1], float(R[a]), float(R[a + 1])
             reach = max(r0, r1) + band
@@ -217,3 +216,15 @@ def render_tubes(tubes: list[Tube], shape, affine: np.ndarray, band: float = 2.0
                 f[idx] = (ds <= 0).mean(axis=1)
             np.maximum(frac[sl], f, out=frac[sl])
     return sdf, frac
+
+
+def _grid_frame(affine: np.ndarray):
+    """An axis-aligned affine ``diag(spacing)`` for the grid of ``affine`` and the rigid map of world points into
+    its frame (any storage order, flips or obliquity; distances are kept). A sheared grid is refused."""
+    sp = np.linalg.norm(affine[:3, :3], axis=0)
+    D = affine[:3, :3] / sp
+    if not np.allclose(D.T @ D, np.eye(3), atol=1e-4):
+        raise ValueError("affine: render_tubes needs a grid without shear")
+    local = np.diag([*sp, 1.0])
+    origin = affine[:3, 3].copy()
+    return local, lambda pts: (np.asarray(pts, dtype=np.float64) - origin) @ D

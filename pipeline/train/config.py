@@ -41,21 +41,38 @@ class SyntheticSource(_Strict):
     seed: int = 1000
 
 
+class HybridSource(_Strict):
+    """Real scans with a synthetic plexus inserted into their real canal (``plexus synth --hybrid``).
+
+    ``count`` cases are made from the scan, with seeds ``seed``, ``seed + 1``...: each draws its own plexus,
+    diameters and enhancement. Paths are relative to the config file.
+    """
+
+    image: Path
+    vertebrae: Path
+    convention: Literal["auto", "verse", "totalsegmentator", "spider"] = "auto"
+    modality: Literal["CT", "MR"]
+    count: int = Field(4, ge=1)
+    seed: int = 5000
+    spacing: float = Field(1.0, ge=0.2, le=3.0)      # largest voxel size of the case (a coarser scan is resampled)
+
+
 class DataConfig(_Strict):
-    """Where the labelled cases come from: a datalist, a folder pair and/or synthetic phantoms."""
+    """Where the labelled cases come from: a datalist, a folder pair, synthetic phantoms and/or hybrids."""
 
     datalist: Path | None = None          # MSD-style JSON {"training": [{"image", "label"}]} or CSV image,label
     images: Path | None = None            # folder pair: images/<case>.nii.gz + labels/<case>.nii.gz
     labels: Path | None = None
     synthetic: SyntheticSource | None = None
+    hybrid: list[HybridSource] = []
     label_map: dict[str, int] = {}        # .seg.nrrd segment name -> class (e.g. "Epidural veins": 1)
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     split_seed: int = 0
 
     @model_validator(mode="after")
     def _one_source(self):
-        if self.datalist is None and self.images is None and self.synthetic is None:
-            raise ValueError("data: give at least one of datalist, images/labels or synthetic")
+        if self.datalist is None and self.images is None and self.synthetic is None and not self.hybrid:
+            raise ValueError("data: give at least one of datalist, images/labels, synthetic or hybrid")
         if (self.images is None) != (self.labels is None):
             raise ValueError("data: images and labels folders go together")
         return self
@@ -190,6 +207,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         p = getattr(cfg.data, attr)
         if p is not None and not p.is_absolute():
             setattr(cfg.data, attr, (base / p).resolve())
+    for src in cfg.data.hybrid:
+        src.image, src.vertebrae = ((base / q).resolve() if not q.is_absolute() else q for q in (src.image, src.vertebrae))
     if cfg.model.init_from is not None and not cfg.model.init_from.is_absolute():
         cfg.model.init_from = (base / cfg.model.init_from).resolve()
     return cfg

@@ -35,7 +35,7 @@ from monai.transforms import (
 from ..errors import InputError
 from ..io import Volume, read_image, read_label_map, write_image
 from ..preprocess import PreprocessConfig, build_transform, guess_modality
-from .config import AugmentConfig, DataConfig, SyntheticSource, TrainConfig
+from .config import AugmentConfig, DataConfig, HybridSource, SyntheticSource, TrainConfig
 
 
 @dataclass
@@ -50,9 +50,19 @@ class Case:
     truth_dir: Path | None = None
 
 
+def _save_case(ph, folder: Path) -> None:
+    """A generated case, its class map (plexus 1, bone 2) and the ``.done`` mark that makes it reusable."""
+    from ..synth import save_phantom
+
+    save_phantom(ph, folder)
+    classes = np.where(ph.mask.array > 0, 1, np.where(ph.vertebrae.array > 0, 2, 0)).astype(np.uint8)
+    write_image(ph.mask.with_array(classes), folder / "classes.nii.gz")
+    (folder / ".done").write_text("ok")
+
+
 def synthetic_cases(src: SyntheticSource, cache: Path) -> list[Case]:
     """Generate (once) the phantoms of ``src`` into ``cache`` and return them as cases."""
-    from ..synth import generate_phantom, preset_config, save_phantom
+    from ..synth import generate_phantom, preset_config
 
     cases = []
     for k in range(src.count):
@@ -65,12 +75,34 @@ def synthetic_cases(src: SyntheticSource, cache: Path) -> list[Case]:
                                 fov_lr=src.fov_mm[0], fov_back=src.fov_mm[1], fov_front=src.fov_mm[2],
                                 sacrum_mm=src.sacrum_mm)
             ph = generate_phantom(cfg)
-            save_phantom(ph, folder)
-            classes = np.where(ph.mask.array > 0, 1, np.where(ph.vertebrae.array > 0, 2, 0)).astype(np.uint8)
-            write_image(ph.mask.with_array(classes), folder / "classes.nii.gz")
-            (folder / ".done").write_text("ok")
+            _save_case(ph, folder)
         cases.append(Case(folder.name, folder / "image.nii.gz", folder / "classes.nii.gz",
                           folder / "vertebrae.nii.gz", modality, folder))
+    return cases
+
+
+def hybrid_cases(src: HybridSource, cache: Path) -> list[Case]:
+    """Generate (once) ``src.count`` hybrid cases of a real scan into ``cache`` and return them as cases."""
+    from ..levels import read_vertebrae
+    from ..postprocess.measure import _same_grid
+    from ..synth.hybrid import HybridConfig, generate_hybrid
+
+    for path in (src.image, src.vertebrae):
+        if not path.exists():
+            raise InputError(path, "no such file (a data.hybrid source of the config)")
+    cases, image, vmap = [], None, None
+    for k in range(src.count):
+        folder = cache / f"hybrid_{_case_id(src.image)}_{src.seed + k:06d}"
+        if not (folder / ".done").exists():
+            if image is None:
+                image = read_image(src.image)
+                vmap = _same_grid(image, read_vertebrae(src.vertebrae, src.convention), "vertebra map")
+            cfg = HybridConfig(image=str(src.image), vertebrae=str(src.vertebrae), modality=src.modality,
+                               seed=src.seed + k, spacing=src.spacing)
+            ph = generate_hybrid(image, vmap, cfg)
+            _save_case(ph, folder)
+        cases.append(Case(folder.name, folder / "image.nii.gz", folder / "classes.nii.gz",
+                          folder / "vertebrae.nii.gz", src.modality, folder))
     return cases
 
 
@@ -113,6 +145,8 @@ def all_cases(cfg: TrainConfig) -> list[Case]:
     cases = listed_cases(cfg.data)
     if cfg.data.synthetic is not None:
         cases += synthetic_cases(cfg.data.synthetic, cfg.output.run_dir / "cache")
+    for src in cfg.data.hybrid:
+        cases += hybrid_cases(src, cfg.output.run_dir / "cache")
     if len(cases) < 2:
         raise ValueError("data: need at least two labelled cases (one for validation)")
     return cases
