@@ -77,6 +77,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--orientation", help="storage axcodes, e.g. RAS, LPS, PIR")
     p.add_argument("--sacrum-mm", type=float, help="with S1 in the span: mm of fused sacrum drawn and in view below "
                    "S1 (0: the field ends at S1)")
+    p.add_argument("--cranial-mm", type=float, help="mm of field above the top vertebra (default 6; with C1 in the span, "
+                   "25 shows the free top of the dens column that names the levels)")
     p.add_argument("--seed", type=int, default=0, help="random seed (case k uses seed+k)")
     p.add_argument("--count", type=int, default=1, help="number of cases")
     p.add_argument("--hybrid", type=Path, metavar="SCAN", help="a real CT/MR scan: insert the plexus into its canal "
@@ -97,8 +99,9 @@ def _run_synth(args) -> int:
         return _run_hybrid(args)
 
     over = {k: getattr(args, k) for k in ("modality", "levels", "spacing", "orientation") if getattr(args, k)}
-    if args.sacrum_mm is not None:
-        over["sacrum_mm"] = args.sacrum_mm
+    for key in ("sacrum_mm", "cranial_mm"):
+        if getattr(args, key) is not None:
+            over[key] = getattr(args, key)
     if args.count < 1:
         raise ValueError(f"--count: expected a positive number, got {args.count}")
     from tqdm import tqdm

@@ -83,7 +83,7 @@ def test_without_the_sacrum_levels_are_na_with_a_warning_unless_a_hint_names_one
     vol, centres = _spine(4, 70, 20, 150)          # cut through the lowest lumbar body: no sacrum in view
     named, _ = _named(vol)
     assert named.anchor == "none" and set(named.names) == {"NA"} and not named.centroids()
-    assert "sacrum is not in view" in named.warnings[0]
+    assert "neither the sacrum nor C2 is in view" in named.warnings[0]
     hinted, _ = _named(vol, hint=("L3", centres[1] + 3.0))
     assert hinted.names[:3] == ["L2", "L3", "L4"] and hinted.anchor == "hint L3"
 
@@ -144,7 +144,7 @@ def test_sample_phantom_levels_without_a_map_match_the_truth_and_need_the_sacrum
            for x in (ras_mask, ras_bone)]
     plain = measure(cut[0], bone=cut[1])
     assert plain.summary["levels_source"] == "none (levels are NA)"
-    assert any("sacrum is not in view" in w for w in plain.warnings)
+    assert any("neither the sacrum nor C2 is in view" in w for w in plain.warnings)
     assert {r["level"] for r in plain.rows} == {"NA"}
 
 
@@ -242,3 +242,64 @@ def test_plexus_infer_names_the_sample_levels_from_the_models_own_bone(tmp_path)
         vals, counts = np.unique(found.array[truth.array == v], return_counts=True)
         named = {int(a): int(c) for a, c in zip(vals, counts) if a}
         assert max(named, key=named.get) == v, (v, named)
+
+
+def _cervical(orientation, spacing, cranial_mm, levels=("C1", "C6"), seed=5):
+    from pipeline.synth import PhantomConfig, generate_phantom
+
+    return generate_phantom(PhantomConfig(modality="MR", levels=levels, spacing=spacing, orientation=orientation,
+                                          seed=seed, cranial_mm=cranial_mm, fov_lr=40, fov_back=40, fov_front=45))
+
+
+@pytest.mark.parametrize("orientation, spacing", [("PSR", (0.7, 0.7, 1.0)), ("LPS", (0.8, 0.8, 0.8)),
+                                                  ("RAS", (0.6, 0.6, 1.2))])
+def test_c2_with_its_dens_anchors_the_names_from_the_top(orientation, spacing):
+    """C1 has no body; the dens of C2 rises through it. With the top of that column in view (field above it), the
+    levels are counted down from C2 and every vertebra of the map is named right."""
+    ph = _cervical(orientation, spacing, cranial_mm=25)
+    bone = ph.vertebrae.with_array((ph.vertebrae.array > 0).astype(np.uint8))
+    got = measure(ph.mask, bone=bone)
+    assert got.summary["levels_source"] == "bone mask (anchor: C2)"
+    assert [b["level"] for b in got.summary["levels_from_bone"]["bodies"]] == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    truth = ph.vertebrae.array
+    for v in np.unique(truth[truth > 0]):
+        vals, counts = np.unique(got.vertebrae.array[truth == v], return_counts=True)
+        assert vals[np.argmax(counts)] == v and counts.max() / counts.sum() > 0.9, v
+    assert not got.warnings
+
+
+def test_c2_column_cut_by_the_field_is_no_anchor():
+    """The same anatomy with the field ending at the top of the dens column: no anchor holds; and a cervical column
+    whose lowest body ends free is not taken for the sacrum (its bodies are not lumbar-sized)."""
+    ph = _cervical("RAS", (0.9, 0.9, 0.9), cranial_mm=0, levels=("C1", "C5"), seed=8)
+    bone = ph.vertebrae.with_array((ph.vertebrae.array > 0).astype(np.uint8))
+    got = measure(ph.mask, bone=bone)
+    assert got.summary["levels_source"] == "none (levels are NA)"
+    assert {r["level"] for r in got.rows} == {"NA"}
+
+
+def test_sacrum_and_c2_in_view_agree_or_warn():
+    """A whole spine C1-S1: the counts from both ends agree. With one thoracic body missing from the bone mask,
+    they disagree by one: the sacrum names the levels and a warning says so."""
+    from pipeline.synth import PhantomConfig, generate_phantom
+
+    ph = generate_phantom(PhantomConfig(modality="CT", levels=("C1", "S1"), spacing=(1.0, 1.0, 1.0), seed=11,
+                                        cranial_mm=25, sacrum_mm=30, fov_lr=30, fov_back=30, fov_front=45))
+    frame_vol = reorient(ph.vertebrae, "RAS")
+    bone = frame_vol.array > 0
+    named, _ = _named_along(ph, bone, frame_vol)
+    assert named.anchor == "sacrum" and not named.warnings
+    assert named.names[:2] == ["C1", "C2"] and named.names[-1] == "S1" and len(named.names) == 25
+    gone = bone & (frame_vol.array != NAME_TO_VERSE["T6"])
+    named, _ = _named_along(ph, gone, frame_vol)
+    assert named.anchor == "sacrum" and named.names[-1] == "S1"
+    assert any("disagree by 1" in w for w in named.warnings) and named.confidence <= 0.5
+
+
+def _named_along(ph, bone, vol):
+    """Bodies of ``bone`` (on ``vol``'s grid) named along the phantom's true canal axis."""
+    from pipeline.postprocess.anatomy import spine_frame
+
+    frame = spine_frame(vol.array, vol.affine)
+    bodies, s, idx = find_bodies(bone, vol.affine, frame)
+    return name_bodies(bodies, field_extent(vol.shape, vol.affine, frame)), (s, idx)

@@ -2,12 +2,16 @@
 
 1. **Bodies.** Bone voxels are projected into the canal frame (see :mod:`.anatomy`); those in front of the canal
    (``10 mm < v < 70 mm``, ``|u| < 35 mm``) are vertebral bodies. Their amount per millimetre of spine axis is a
-   profile whose deep minima are the discs; each run between two discs longer than ``min_body_mm`` is a body.
+   profile whose deep minima (under 35 % of the bone within 40 mm) are the discs; each run between two discs longer than ``min_body_mm`` is a body.
 2. **Anchor.** A hint ``NAME@S`` given by the user wins (it can name a transitional vertebra). Else the **sacrum** is the caudal-most bone column when it either ends free inside the field of view
    (nothing below it over at least ``free_end_mm``, more than a disc: no lumbar vertebra ends without a disc and another
-   vertebra under it) or runs on fused for more than 1.6 median body heights (S1 fused with S2...). Its cranial
+   vertebra under it) or runs on fused for more than 1.6 median body heights (S1 fused with S2...), and the
+   bodies above it are lumbar-sized (median over 18 mm: a cervical column ending free is no sacrum). Its cranial
    body is S1; the body above is L5 (L6 with ``lumbar_count=6``), and so on upwards. The hint (``L3@120``: the
    body whose centre lies nearest the world height 120 mm, the scanner's z) names one body and counts from it.
+   Else **C2**: the cranial-most column, when it runs on without a disc for more than 1.6 cervical body heights
+   (the dens of C2 rising through the atlas) and ends free in the field, is C1 above C2, counted downwards. When
+   both the sacrum and C2 are in view the sacrum names the levels and a warning says if the two counts disagree.
    With no anchor, levels are not guessed: every body is ``NA`` and a warning says why.
 3. **Map.** Every bone voxel takes the body nearest along the spine axis, so the map written
    (``vertebrae.nii.gz``, VerSe ids) holds whole vertebrae, posterior elements included, and the whole sacrum
@@ -19,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from ..levels import NAME_TO_VERSE, ORDER
 from .anatomy import CanalFrame
@@ -31,7 +35,7 @@ class NamedBodies:
 
     names: list[str]                     # level of each body ('NA' when no anchor holds)
     s_range: list[tuple[float, float]]   # (caudal, cranial) axis positions of each body, mm
-    anchor: str                          # 'sacrum', 'hint NAME@S', or 'none'
+    anchor: str                          # 'sacrum', 'C2', 'hint NAME@S', or 'none'
     confidence: float                    # 0..1: regularity of body heights and clarity of the anchor
     warnings: list[str] = field(default_factory=list)
 
@@ -71,8 +75,10 @@ def find_bodies(bone: np.ndarray, affine: np.ndarray, frame: CanalFrame, *, min_
     lo, hi = np.floor(s[body].min()) - 2, np.ceil(s[body].max()) + 3
     hist, edges = np.histogram(s[body], bins=np.arange(lo, hi, 1.0))
     prof = gaussian_filter1d(hist.astype(float), 1.0)
-    level = 0.35 * np.percentile(prof[prof > 0], 75)
-    inside = prof > level
+    # discs are dips below 35 % of the bone around them (within 40 mm): small cervical bodies count as well as
+    # large lumbar ones in one scan
+    local = maximum_filter1d(prof, size=81, mode="nearest")
+    inside = (prof > 0.35 * local) & (prof > 0.05 * np.percentile(prof[prof > 0], 75))
     bodies, k = [], 0
     while k < len(inside):
         if inside[k]:
@@ -89,7 +95,7 @@ def find_bodies(bone: np.ndarray, affine: np.ndarray, frame: CanalFrame, *, min_
 
 def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float], *, lumbar_count: int = 5,
                 hint: tuple[str, float] | None = None, free_end_mm: float = 15.0) -> NamedBodies:
-    """Name ``bodies`` (cranial first) from ``hint`` (name, axis position), else the sacrum, else ``NA``.
+    """Name ``bodies`` (cranial first) from ``hint`` (name, axis position), else the sacrum, else C2, else ``NA``.
 
     ``field_s``: the (caudal, cranial) axis positions where the canal runs inside the image, to tell a free end
     from one cut by the field of view.
@@ -105,10 +111,14 @@ def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float],
     order = [x for x in ORDER if x != "T13" and (x != "L6" or lumbar_count == 6)
              and not (lumbar_count == 4 and x == "L5")]
     last = bodies[-1]
-    fused = last[1] - last[0] > 1.6 * med and n >= 2
+    fused = last[1] - last[0] > 1.6 * med and n >= 2 and (n < 3 or float(np.median(heights[-4:-1])) >= 18.0)
     if fused:  # S1 fused with the sacrum below: split S1 (one body height) off the top of the column
         bodies = bodies[:-1] + [(last[1] - med, last[1])]
         regular = float(np.mean(np.abs(heights[:-1] - med) <= 0.4 * med))
+    axis = _axis_column(bodies, field_s, free_end_mm)
+    if axis is not None:  # C2 with its dens and the atlas around it: C1 is the part above one body height
+        bodies = [(axis, bodies[0][1]), (bodies[0][0], axis)] + bodies[1:]
+        n = len(bodies)
     if hint is not None:
         name, s0 = hint
         if name not in order:
@@ -117,15 +127,42 @@ def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float],
         i0 = order.index(name)
         names = [order[i0 + k - k0] if 0 <= i0 + k - k0 < len(order) else "NA" for k in range(n)]
         return NamedBodies(names, bodies, f"hint {name}", round(regular, 2))
-    free = last[0] - field_s[0] >= free_end_mm
+    # a sacrum carries lumbar-sized bodies (over 18 mm; cervical ones are about 14): a cervical scan whose lowest
+    # body ends free (bone not found below it) is not named from a "sacrum"
+    lumbar_sized = n < 2 or float(np.median(heights[-4:-1])) >= 18.0
+    free = last[0] - field_s[0] >= free_end_mm and lumbar_sized
+    from_axis = [order[k] if k < len(order) else "NA" for k in range(n)] if axis is not None else None
     if fused or free:
         start = order.index("S1") - (n - 1)
         names = [order[start + k] if start + k >= 0 else "NA" for k in range(n)]
         why = "fused sacrum" if fused else "free caudal end"
-        return NamedBodies(names, bodies, "sacrum", round(regular, 2), [] if regular > 0.6 else
-                           [f"irregular body heights: levels named from the sacrum ({why}) may be off by one"])
+        warn = [] if regular > 0.6 else [f"irregular body heights: levels named from the sacrum ({why}) may be off by one"]
+        if from_axis is not None and from_axis != names:
+            off = order.index(names[-1]) - order.index(from_axis[-1]) if from_axis[-1] in order else 0
+            warn.append(f"counting down from C2 and up from the sacrum disagree by {abs(off)} vertebra(e) (a body "
+                        "missed or merged, or a transitional vertebra): levels named from the sacrum")
+            regular = min(regular, 0.5)
+        return NamedBodies(names, bodies, "sacrum", round(regular, 2), warn)
+    if from_axis is not None:
+        return NamedBodies(from_axis, bodies, "C2", round(regular, 2), [] if regular > 0.6 else
+                           ["irregular body heights: levels named down from C2 may be off by one"])
     return NamedBodies(["NA"] * n, bodies, "none", 0.0,
-                       ["levels not named: the sacrum is not in view and no --anchor NAME@Z was given"])
+                       ["levels not named: neither the sacrum nor C2 is in view and no --anchor NAME@Z was given"])
+
+
+def _axis_column(bodies: list[tuple[float, float]], field_s: tuple[float, float], free_end_mm: float) -> float | None:
+    """Where C2's body ends and the atlas begins, when the cranial-most bone column is the C1-C2 complex; else None.
+
+    The dens rises from the C2 body through the ring of the atlas, so bone in front of the canal runs on without a
+    disc for more than 1.6 cervical body heights; the column must end free inside the field (nothing above it
+    over ``free_end_mm``) and the bodies under it must be cervical-sized (median under 18 mm)."""
+    if len(bodies) < 3:
+        return None
+    top = bodies[0]
+    rest = float(np.median([b - a for a, b in bodies[1:4]]))
+    if top[1] - top[0] > 1.6 * rest and rest < 18.0 and field_s[1] - top[1] >= free_end_mm:
+        return top[0] + 1.1 * rest
+    return None
 
 
 def vertebra_map(shape: tuple[int, int, int], idx: np.ndarray, s: np.ndarray, named: NamedBodies) -> np.ndarray:

@@ -18,8 +18,9 @@ import numpy as np
 from ..levels import NAME_TO_VERSE, ORDER
 
 # name: body height H, body width W, body depth D, disc below, canal AP, canal width  (mm)
+# C1 (atlas) has no body and no disc below: H is the height of its ring, which the dens of C2 fills (see phantom).
 _TABLE = {
-    "C1": (10, 16, 10, 4.0, 20, 28), "C2": (15, 16, 15, 5.0, 16, 25), "C3": (14, 16, 15, 5.0, 14, 24),
+    "C1": (12, 16, 10, 0.0, 20, 28), "C2": (15, 16, 15, 5.0, 16, 25), "C3": (14, 16, 15, 5.0, 14, 24),
     "C4": (14, 17, 15, 5.0, 14, 24), "C5": (14, 18, 16, 5.5, 14, 25), "C6": (14, 19, 16, 5.5, 14, 25),
     "C7": (15, 21, 16, 5.0, 14, 24), "T1": (16, 25, 17, 4.0, 14, 20), "T2": (17, 26, 18, 4.0, 14, 17),
     "T3": (17, 27, 20, 4.0, 14, 16), "T4": (18, 28, 22, 4.0, 14, 16), "T5": (18, 29, 23, 4.5, 14, 16),

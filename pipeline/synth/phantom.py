@@ -70,6 +70,7 @@ class PhantomConfig:
     blur_mm: float | None = None     # Gaussian PSF sd in mm; None draws one
     render_image: bool = True        # False: masks and truth only (fast, for measurement benchmarks)
     sacrum_mm: float = 0.0           # with S1 in the span: this much fused sacrum (S2...) drawn and in view below S1
+    cranial_mm: float = 6.0          # field of view above the top vertebra (soft tissue; the skull is not drawn)
 
     def __post_init__(self):
         if self.modality not in ("CT", "MR"):
@@ -85,6 +86,8 @@ class PhantomConfig:
         level_span(*self.levels, lumbar_count=self.lumbar_count)
         if not 0 <= self.sacrum_mm <= 120:
             raise ValueError(f"sacrum_mm: expected 0 to 120 mm, got {self.sacrum_mm}")
+        if not 0 <= self.cranial_mm <= 120:
+            raise ValueError(f"cranial_mm: expected 0 to 120 mm, got {self.cranial_mm}")
 
 
 @dataclass
@@ -105,7 +108,7 @@ class Phantom:
 
 
 def _grid(axis: SpineAxis, verts: list[Vertebra], cfg: PhantomConfig):
-    s0 = verts[0].s_centre - verts[0].height / 2 - 6
+    s0 = verts[0].s_centre - verts[0].height / 2 - cfg.cranial_mm
     s1 = verts[-1].s_centre + verts[-1].height / 2 + (cfg.sacrum_mm if _has_sacrum(verts, cfg) else 6)
     ss = np.linspace(s0, s1, 60)
     corners = [axis.to_world(u, v, ss) for u in (-cfg.fov_lr, cfg.fov_lr) for v in (-cfg.fov_back, cfg.fov_front)]
@@ -156,7 +159,7 @@ def _tissues(u, v, s, verts: list[Vertebra], diam, rng, sacrum_mm: float = 0.0) 
     in_body_s = np.abs(ds) <= H / 2
     body_se = superellipse(u, v - vbc, W / 2, D / 2, 2.5)
     core_se = superellipse(u, v - vbc, W / 2 - 1.2, D / 2 - 1.2, 2.5)
-    vb = in_body_s & (body_se <= 1) & in_span
+    vb = in_body_s & (body_se <= 1) & in_span & (region_name(verts, idx) != "C1")
     tis[vb] = CORT
     vid[vb] = np.array([x.verse_id for x in verts], dtype=np.uint8)[idx][vb]
     tis[vb & (core_se <= 1) & (np.abs(ds) <= H / 2 - 1.0)] = CANC
@@ -164,6 +167,8 @@ def _tissues(u, v, s, verts: list[Vertebra], diam, rng, sacrum_mm: float = 0.0) 
     tis[in_disc] = DISC
     if sacrum_mm > 0 and verts[-1].name == "S1":
         _sacrum(tis, vid, u, v, s, verts[-1], ap, cw, sacrum_mm + 20)
+    if verts[0].name == "C1" and len(verts) > 1:
+        _atlas_axis(tis, vid, u, v, s, verts[0], verts[1], ap, cw)
     # posterior arch: pedicles (upper part of the vertebra), laminae, spinous and transverse processes
     pw = np.clip(cw * 0.3, 4.5, 9.0)
     ped = (np.abs(u) >= cw / 2 - 1) & (np.abs(u) <= cw / 2 + pw) & (v > -ap / 2) & (v < ap / 2 + 2) & \
@@ -218,6 +223,28 @@ def _sacrum(tis, vid, u, v, s, s1: Vertebra, ap, cw, length: float) -> None:
     for region, code in ((col, CORT), (core, CANC), (ala & ~canal, CANC), (back & ~canal, POST)):
         tis[region] = code
         vid[region] = 26
+
+
+def region_name(verts: list[Vertebra], idx: np.ndarray) -> np.ndarray:
+    """Level name of each voxel's vertebra segment."""
+    return np.array([x.name for x in verts])[idx]
+
+
+def _atlas_axis(tis, vid, u, v, s, c1: Vertebra, c2: Vertebra, ap, cw) -> None:
+    """C1 and C2: the atlas has no body: an anterior arch and two lateral masses ring the dens, the peg of C2
+    that rises from the C2 body through the atlas in front of the canal (VerSe 1 and 2)."""
+    top, c2_top = c1.s_centre - c1.height / 2, c2.s_centre - c2.height / 2
+    rd = 0.28 * c2.width                                  # dens radius (~9-10 mm wide)
+    vd = ap / 2 + rd + 0.5                                # just in front of the canal
+    dens = (s >= top - 2.0) & (s <= c2_top + 0.5) & ((u ** 2 + (v - vd) ** 2) <= rd ** 2)   # tip a little above the ring
+    ring = (s >= top) & (s <= c2_top)
+    arch = ring & (np.abs(u) <= 9.0) & (v >= vd + rd + 1.5) & (v <= vd + rd + 6.5)
+    lateral = ring & (np.abs(u) >= cw / 2 - 2.0) & (np.abs(u) <= cw / 2 + 10.0) & (v >= -2.0) & (v <= vd + rd + 2.0)
+    for region, code, label in ((dens, CORT, c2.verse_id), (arch, CORT, c1.verse_id), (lateral, POST, c1.verse_id)):
+        tis[region] = code
+        vid[region] = label
+    core = dens & ((u ** 2 + (v - vd) ** 2) <= (rd - 1.2) ** 2)
+    tis[core] = CANC
 
 
 def _below(a: str, b: str) -> bool:

@@ -134,6 +134,8 @@ def build_plexus(axis: SpineAxis, verts: list[Vertebra], diam: dict, rng: np.ran
         ring_s = np.full(len(tt), vert.s_centre)
         tubes.append(Tube(f"{vert.name} ring", "ring", axis.to_world(uv[:, 0], uv[:, 1], ring_s),
                           np.full(len(tt), rr), ring_s))
+        if vert.name == "C1":  # the atlas has no body, hence no basivertebral vein
+            continue
         # basivertebral vein: from the retrocorporeal anastomosis into the back of the body
         depth = min(vert.depth * 0.45, 14.0)
         n = 30
