@@ -5,7 +5,12 @@ are segmented with :func:`pipeline.inference.segment` (prediction back on each s
 by ``plexus evaluate`` (Dice, clDice, HD95, centreline precision/recall, calibre error per (level, channel)
 from ``plexus measure`` with the phantom's vertebra map).
 
-Usage: ``python bench/model_eval.py [--model models/plexus_phantom] [--cases 8] [--tta] [--no-doc]``
+With ``--hybrid``, the cases are hybrid phantoms instead (:mod:`pipeline.synth.hybrid`): a synthetic plexus in the
+real canal of the team's public scans in ``../shared/data`` (the lumbar CT and cervical MR of ``configs/phantom.yaml``,
+new seeds 9000+: the same two scans as in training, a plexus never seen), so real anatomy and texture around
+known truth.
+
+Usage: ``python bench/model_eval.py [--model models/plexus_phantom] [--cases 8] [--tta] [--hybrid] [--no-doc]``
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from pipeline.synth import generate_phantom, preset_config, save_phantom
 from pipeline.train.evaluate import evaluate
 from pipeline.train.model_io import load_model
 
+HYBRID_SOURCES = [("totalsegmentator/example_ct.nii.gz", "totalsegmentator/spine_report/totalseg.nii.gz", "CT"),
+                  ("tptbox_samples/sample_mri/sub-mri_label-6_T2w.nii.gz",
+                   "tptbox_samples/sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz", "MR")]
+
 CASES = [("lumbar-ct", (0.8, 0.8, 0.8), "RAS"), ("lumbar-mr", (0.7, 0.7, 1.2), "PIR"),
          ("thoracic-ct", (1.0, 1.0, 1.0), "LPS"), ("cervical-mr", (0.6, 0.6, 1.0), "PSR"),
          ("lumbar-ct", (0.7, 0.7, 1.0), "LPS"), ("lumbar-mr", (0.8, 0.8, 0.8), "RAS"),
@@ -39,6 +48,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="keep predictions and truth here (default: a temporary folder)")
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction,
                     help="average with the left-right flipped prediction (default: the model's setting)")
+    ap.add_argument("--hybrid", action="store_true", help="hybrid phantoms of ../shared/data scans instead")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     model, meta = load_model(args.model)
@@ -47,11 +58,8 @@ def main() -> None:
         truth, pred = root / "truth", root / "pred"
         modality, times = {}, []
         for k in range(args.cases):  # beyond the 8 settings, they repeat with new seeds
-            preset, sp, orient = CASES[k % len(CASES)]
-            cfg = preset_config(preset, spacing=sp, orientation=orient, seed=800000 + k,
-                                fov_lr=34, fov_back=34, fov_front=42)
-            ph = generate_phantom(cfg)
-            cid = f"heldout_{k:02d}_{preset}"
+            cid, ph, cfg = _hybrid_case(k, args.shared) if args.hybrid else _phantom_case(k)
+            sp, orient = tuple(round(float(x), 2) for x in ph.image.spacing), "".join(ph.image.axcodes)
             save_phantom(ph, truth / cid)
             t0 = time.perf_counter()
             seg = segment(ph.image, model, meta, tta=args.tta)
@@ -75,6 +83,20 @@ def main() -> None:
     text = "\n".join(lines)
     print(summary)
     print(text)
+    if args.hybrid:
+        print(f"hybrid cases (same scans as training, new plexus seeds): see above; not written to {args.model}")
+        if not args.no_doc:
+            update_doc(f"model_eval_hybrid_{args.model.name}", f"""### {args.model.name} on hybrid phantoms (`bench/model_eval.py --hybrid`)
+
+Command: `python bench/model_eval.py --hybrid --model {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model} --cases {args.cases}` (commit {git_rev()}; {machine()}).
+A synthetic plexus (seeds 9000+) in the real canal of the lumbar CT and cervical MR that `configs/phantom.yaml`
+also uses (other seeds): real anatomy and texture, a plexus no model has seen; not an independent patient.
+
+{summary}
+
+{text}
+""")
+        return
     (args.model / "heldout_metrics.json").write_text(json.dumps({"by_modality": by, "cases": rows}, indent=2))
     if not args.no_doc:
         update_doc("model_eval", f"""## Shipped model on held-out phantoms (`bench/model_eval.py`)
@@ -90,6 +112,27 @@ clDice >= 0.85, calibre MAE <= 0.25 mm.
 
 {text}
 """)
+
+
+def _phantom_case(k: int):
+    preset, sp, orient = CASES[k % len(CASES)]
+    cfg = preset_config(preset, spacing=sp, orientation=orient, seed=800000 + k, fov_lr=34, fov_back=34, fov_front=42)
+    return f"heldout_{k:02d}_{preset}", generate_phantom(cfg), cfg
+
+
+def _hybrid_case(k: int, shared: Path):
+    from pipeline.io import read_image
+    from pipeline.levels import read_vertebrae
+    from pipeline.postprocess.measure import _same_grid
+    from pipeline.synth.hybrid import HybridConfig, generate_hybrid
+
+    img_rel, vert_rel, modality = HYBRID_SOURCES[k % len(HYBRID_SOURCES)]
+    if not (shared / img_rel).exists():
+        raise SystemExit(f"{shared / img_rel}: absent; --hybrid needs the team's ../shared/data (or --shared)")
+    image = read_image(shared / img_rel)
+    vmap = _same_grid(image, read_vertebrae(shared / vert_rel), "vertebra map")
+    cfg = HybridConfig(image=img_rel, vertebrae=vert_rel, modality=modality, seed=9000 + k)
+    return f"hybrid_{k:02d}_{modality.lower()}", generate_hybrid(image, vmap, cfg), cfg
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ centre line through those sections, with the real canal sizes and body heights, 
 as the phantoms (:mod:`.vessels`). The veins are rendered with exact partial volume on a grid of at most
 ``spacing`` mm (finer than a coarse scan, so the truth is not blocky), blurred by the scan's own point spread
 (about one source voxel), and added to the real image *as a change of local mean*: the real noise and texture
-stay, so the noise is the scan's own. Veins are kept out of real bone, except the basivertebral veins, which
+stay, so the noise is the scan's own; the local mean is that of the soft tissue around (bone left out, so a vein
+beside the canal wall is not measured against the bone's brightness). Veins are kept out of real bone, except the basivertebral veins, which
 enter the vertebral body as in life.
 
 Enhancement: CT veins take a venous-phase value (120-230 HU, as the phantoms); MR veins are enhanced relative to
@@ -134,6 +135,18 @@ def _crop_and_resample(image: Volume, verts_map: Volume, axis: CanalAxis, sectio
     return img, vmap, aff, sp
 
 
+def _tissue_mean(img: np.ndarray, vmap: np.ndarray, modality: str, *, sigma) -> np.ndarray:
+    """Local mean of the soft tissue a vein displaces (epidural fat, CSF): bone is left out (normalised
+    convolution), or a vein beside the canal wall would take the bone's brightness as its background."""
+    soft = (vmap == 0) & ((img < 250) if modality == "CT" else True)
+    w = ndimage.gaussian_filter(soft.astype(np.float32), sigma=sigma, mode="nearest")
+    m = ndimage.gaussian_filter(np.where(soft, img, 0).astype(np.float32), sigma=sigma, mode="nearest")
+    wide = ndimage.gaussian_filter(np.where(soft, img, 0).astype(np.float32), sigma=4 * np.asarray(sigma), mode="nearest")
+    w_wide = ndimage.gaussian_filter(soft.astype(np.float32), sigma=4 * np.asarray(sigma), mode="nearest")
+    fallback = wide / np.maximum(w_wide, 1e-3)
+    return np.where(w > 0.05, m / np.maximum(w, 1e-6), fallback)
+
+
 def generate_hybrid(image: Volume, vertebrae: Volume, cfg: HybridConfig) -> Phantom:
     """A hybrid case: ``image`` (real CT/MR) with a synthetic plexus in the canal its ``vertebrae`` (VerSe map on
     the same grid) outline. Deterministic for a given scan and ``cfg.seed``."""
@@ -157,7 +170,7 @@ def generate_hybrid(image: Volume, vertebrae: Volume, cfg: HybridConfig) -> Phan
     sp = np.linalg.norm(aff[:3, :3], axis=0)
     psf = 0.42 * np.maximum(src_sp, sp) * rng.uniform(0.8, 1.2)        # FWHM about one source voxel
     weight = ndimage.gaussian_filter(frac, sigma=psf / sp, mode="nearest")
-    local_mean = ndimage.gaussian_filter(img, sigma=1.5 * np.maximum(src_sp, sp) / sp, mode="nearest")
+    local_mean = _tissue_mean(img, vmap, cfg.modality, sigma=np.maximum(src_sp, sp) / sp)
     if cfg.modality == "CT":
         value = rng.uniform(120, 230)
     else:
