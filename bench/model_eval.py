@@ -123,14 +123,14 @@ def _phantom_case(k: int):
 def _hybrid_case(k: int, shared: Path):
     from pipeline.io import read_image
     from pipeline.levels import read_vertebrae
-    from pipeline.postprocess.measure import _same_grid
+    from pipeline.postprocess.measure import same_grid
     from pipeline.synth.hybrid import HybridConfig, generate_hybrid
 
     img_rel, vert_rel, modality = HYBRID_SOURCES[k % len(HYBRID_SOURCES)]
     if not (shared / img_rel).exists():
         raise SystemExit(f"{shared / img_rel}: absent; --hybrid needs the team's ../shared/data (or --shared)")
     image = read_image(shared / img_rel)
-    vmap = _same_grid(image, read_vertebrae(shared / vert_rel), "vertebra map")
+    vmap = same_grid(image, read_vertebrae(shared / vert_rel), "vertebra map", "image")
     cfg = HybridConfig(image=img_rel, vertebrae=vert_rel, modality=modality, seed=9000 + k)
     return f"hybrid_{k:02d}_{modality.lower()}", generate_hybrid(image, vmap, cfg), cfg
 

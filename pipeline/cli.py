@@ -118,7 +118,7 @@ def _run_synth(args) -> int:
 def _run_hybrid(args) -> int:
     from .io import read_image
     from .levels import read_vertebrae
-    from .postprocess.measure import _same_grid
+    from .postprocess.measure import same_grid
     from .preprocess import guess_modality
     from .synth import save_phantom
     from .synth.hybrid import HybridConfig, generate_hybrid
@@ -128,7 +128,7 @@ def _run_hybrid(args) -> int:
     if args.count < 1:
         raise ValueError(f"--count: expected a positive number, got {args.count}")
     image = read_image(args.hybrid)
-    vmap = _same_grid(image, read_vertebrae(args.vertebrae, args.vertebrae_convention), "vertebra map")
+    vmap = same_grid(image, read_vertebrae(args.vertebrae, args.vertebrae_convention), "vertebra map", "image")
     modality = args.modality or guess_modality(image)
     for k in range(args.count):
         cfg = HybridConfig(image=str(args.hybrid), vertebrae=str(args.vertebrae), modality=modality,

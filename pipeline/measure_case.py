@@ -13,7 +13,7 @@ from .export.slicer import write_loader, write_markups, write_segmentation, writ
 from .export.tables import centerlines_dict, write_measurement_files
 from .io import Volume, read_image, read_label_map
 from .levels import read_vertebrae
-from .postprocess.measure import MeasureOptions, MeasureResult, _same_grid, measure
+from .postprocess.measure import MeasureOptions, MeasureResult, same_grid, measure
 
 log = logging.getLogger("plexus")
 
@@ -54,7 +54,7 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
     """
     options = options or MeasureOptions()
     if vertebrae is not None:  # the same grid stored in another axis order is re-stored like the mask
-        vertebrae = _same_grid(mask, vertebrae, "vertebra map")
+        vertebrae = same_grid(mask, vertebrae, "vertebra map")
     result = measure(mask, vertebrae=vertebrae, probabilities=probabilities, bone=bone, options=options)
     out = Path(out_dir)
     write_measurement_files(result, out)

@@ -76,14 +76,14 @@ class MeasureResult:
     vertebrae: Volume | None = None      # the vertebra map found from the bone mask (VerSe ids, mask grid)
 
 
-def _same_grid(ref: Volume, other: Volume, what: str) -> Volume:
+def same_grid(ref: Volume, other: Volume, what: str, ref_what: str = "mask") -> Volume:
     """``other`` on ``ref``'s grid: as it is, or re-stored in ``ref``'s axis order when it holds the same voxels in
     another storage order (an exact permutation/flip, as other tools write); any other grid is an error."""
     if other.shape != ref.shape or not np.allclose(other.affine, ref.affine, atol=1e-3):
         same = reorient(other, "".join(ref.axcodes))
         if same.shape == ref.shape and np.allclose(same.affine, ref.affine, atol=1e-3):
             return same
-        raise InputError(other.path, f"{what} grid differs from the mask's (shape {other.shape} vs {ref.shape}, "
+        raise InputError(other.path, f"{what} grid differs from the {ref_what}'s (shape {other.shape} vs {ref.shape}, "
                                      f"spacing {tuple(np.round(other.spacing, 3))} vs {tuple(np.round(ref.spacing, 3))}"
                                      f"{', origin/direction differ' if other.shape == ref.shape else ''})")
     return other
@@ -113,7 +113,7 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     t0 = time.perf_counter()
     warnings: list[str] = list(mask.meta.get("warnings", []))
     binary = _binary(mask, opt.label, warnings)
-    vertebrae, probabilities, bone = (None if other is None else _same_grid(mask, other, what) for other, what in
+    vertebrae, probabilities, bone = (None if other is None else same_grid(mask, other, what) for other, what in
                                       ((vertebrae, "vertebra map"), (probabilities, "probability map"),
                                        (bone, "bone mask")))
     summary = {"input": mask.path, "shape": list(mask.shape), "spacing_mm": [round(float(s), 4) for s in mask.spacing],

@@ -84,7 +84,7 @@ def synthetic_cases(src: SyntheticSource, cache: Path) -> list[Case]:
 def hybrid_cases(src: HybridSource, cache: Path) -> list[Case]:
     """Generate (once) ``src.count`` hybrid cases of a real scan into ``cache`` and return them as cases."""
     from ..levels import read_vertebrae
-    from ..postprocess.measure import _same_grid
+    from ..postprocess.measure import same_grid
     from ..synth.hybrid import HybridConfig, generate_hybrid
 
     for path in (src.image, src.vertebrae):
@@ -96,7 +96,7 @@ def hybrid_cases(src: HybridSource, cache: Path) -> list[Case]:
         if not (folder / ".done").exists():
             if image is None:
                 image = read_image(src.image)
-                vmap = _same_grid(image, read_vertebrae(src.vertebrae, src.convention), "vertebra map")
+                vmap = same_grid(image, read_vertebrae(src.vertebrae, src.convention), "vertebra map", "image")
             cfg = HybridConfig(image=str(src.image), vertebrae=str(src.vertebrae), modality=src.modality,
                                seed=src.seed + k, spacing=src.spacing)
             ph = generate_hybrid(image, vmap, cfg)
