@@ -6,7 +6,7 @@ by ``plexus evaluate`` (Dice, clDice, HD95, centreline precision/recall, calibre
 from ``plexus measure`` with the phantom's vertebra map).
 
 With ``--hybrid``, the cases are hybrid phantoms instead (:mod:`pipeline.synth.hybrid`): a synthetic plexus in the
-real canal of the team's public scans in ``../shared/data`` (the lumbar CT and cervical MR of ``configs/phantom.yaml``,
+real canal of the team's public scans in ``../shared/data`` (the lumbar CT and cervical MR of ``configs/phantom_hybrid.yaml``,
 new seeds 9000+: the same two scans as in training, a plexus never seen), so real anatomy and texture around
 known truth.
 
@@ -50,9 +50,11 @@ def main() -> None:
                     help="average with the left-right flipped prediction (default: the model's setting)")
     ap.add_argument("--hybrid", action="store_true", help="hybrid phantoms of ../shared/data scans instead")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--label", help="name of the model in the hybrid report (default: its folder name)")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     model, meta = load_model(args.model)
+    label = args.label or args.model.name
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         truth, pred = root / "truth", root / "pred"
@@ -65,6 +67,13 @@ def main() -> None:
             seg = segment(ph.image, model, meta, tta=args.tta)
             times.append(time.perf_counter() - t0)
             write_image(ph.mask.with_array((seg.labels.array == 1).astype(np.uint8)), pred / cid / "segmentation.nii.gz")
+            if args.hybrid and k < len(HYBRID_SOURCES) and not args.no_doc:  # what a hybrid is, and what the model found
+                from pipeline.export.qc import qc_picture
+
+                for what, m in (("truth", ph.mask.array), (label, seg.labels.array == 1)):
+                    qc_picture(ph.image, ROOT / "docs" / "images" / f"hybrid_{cfg.modality.lower()}_{what}.png",
+                               mask=ph.mask.with_array(m.astype(np.uint8)),
+                               title=f"hybrid {cfg.modality} ({Path(cfg.image).name}), plexus: {what}")
             modality[cid] = cfg.modality
             print(f"{cid}: {cfg.modality} {ph.image.shape} {orient} {sp} segmented in {times[-1]:.1f} s", flush=True)
         res = evaluate(pred, truth, root)
@@ -86,15 +95,19 @@ def main() -> None:
     if args.hybrid:
         print(f"hybrid cases (same scans as training, new plexus seeds): see above; not written to {args.model}")
         if not args.no_doc:
-            update_doc(f"model_eval_hybrid_{args.model.name}", f"""### {args.model.name} on hybrid phantoms (`bench/model_eval.py --hybrid`)
+            update_doc(f"model_eval_hybrid_{label}", f"""### {label} on hybrid phantoms (`bench/model_eval.py --hybrid`)
 
-Command: `python bench/model_eval.py --hybrid --model {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model} --cases {args.cases}` (commit {git_rev()}; {machine()}).
-A synthetic plexus (seeds 9000+) in the real canal of the lumbar CT and cervical MR that `configs/phantom.yaml`
+Command: `python bench/model_eval.py --hybrid --model {args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model} --cases {args.cases} --label {label}` (commit {git_rev()}; {machine()}).
+A synthetic plexus (seeds 9000+) in the real canal of the lumbar CT and cervical MR that `configs/phantom_hybrid.yaml`
 also uses (other seeds): real anatomy and texture, a plexus no model has seen; not an independent patient.
 
 {summary}
 
 {text}
+
+Case 0 (CT) and 1 (MR), truth and this model's plexus:
+![CT truth](images/hybrid_ct_truth.png) ![CT {label}](images/hybrid_ct_{label}.png)
+![MR truth](images/hybrid_mr_truth.png) ![MR {label}](images/hybrid_mr_{label}.png)
 """)
         return
     (args.model / "heldout_metrics.json").write_text(json.dumps({"by_modality": by, "cases": rows}, indent=2))

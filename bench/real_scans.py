@@ -31,8 +31,12 @@ DOC = ROOT / "docs" / "real_data.md"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom",
+                    help="model folder (default: the shipped model); another one gets its own section and pictures")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
+    shipped = args.model.resolve() == (ROOT / "models" / "plexus_phantom").resolve()
+    suffix = "" if shipped else f"_{args.model.name}"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         listing = tmp / "cases.csv"
@@ -42,7 +46,7 @@ def main() -> None:
             for cid, (img, vert, _) in CASES.items():
                 w.writerow([cid, args.shared / img, args.shared / vert if vert else ""])
         out = tmp / "out"
-        code = plexus(["-q", "infer", str(listing), "-o", str(out)])
+        code = plexus(["-q", "infer", str(listing), "-o", str(out), "--model", str(args.model)])
         run = json.loads((out / "run.json").read_text())
         rows = []
         for cid, (img, vert, _) in CASES.items():
@@ -61,17 +65,19 @@ def main() -> None:
                         f"{m['total_volume_mm3'] / 1000:.1f} ml, {m['centreline_length_mm'] / 10:.0f} cm | "
                         f"{t.get('total_s', 0):.0f} s | {'; '.join(warn[:2]) or '-'} |")
             (ROOT / "docs" / "images").mkdir(exist_ok=True)
-            shutil.copy(out / cid / "qc.png", ROOT / "docs" / "images" / f"real_{cid}.png")
+            shutil.copy(out / cid / "qc.png", ROOT / "docs" / "images" / f"real_{cid}{suffix}.png")
     text = "\n".join([
-        f"`python bench/real_scans.py` (commit {git_rev()}; {machine()}): `plexus infer` with the shipped model "
-        f"and its defaults; exit code {code}.", "",
+        f"`python bench/real_scans.py{'' if shipped else ' --model models/' + args.model.name}` (commit {git_rev()}; "
+        f"{machine()}): `plexus infer` with {'the shipped model' if shipped else args.model.name} and its defaults; "
+        f"exit code {code}.", "",
         "| case | input (+ vertebra map) | grid | modality found | levels | plexus found (volume, centreline) | "
         "time | warnings |", "|---|---|---|---|---|---|---|---|", *rows, "",
-        *[f"![{cid}](images/real_{cid}.png)" for cid in CASES if (ROOT / "docs" / "images" / f"real_{cid}.png").exists()],
+        *[f"![{cid}](images/real_{cid}{suffix}.png)" for cid in CASES
+          if (ROOT / "docs" / "images" / f"real_{cid}{suffix}.png").exists()],
     ])
     print(text)
     if not args.no_doc:
-        update_doc("real_scans", text, doc=DOC)
+        update_doc(f"real_scans{suffix}", text, doc=DOC)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
     fig.suptitle(title or image.path, fontsize=11)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})  # fast; a QC picture is small anyway
     plt.close(fig)
     return Path(path)
 
