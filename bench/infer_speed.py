@@ -7,12 +7,13 @@ declares flip test-time augmentation, as ``plexus infer`` then runs); (2) throug
 in one run on the same machine. The ratio of the two is the pipeline's overhead (target: <= 1.3x on GPU where
 the network dominates; on 2 CPU cores reported as measured).
 
-Usage: ``python bench/infer_speed.py [--model models/plexus_phantom] [--device auto] [--cases 1] [--no-doc]``
+Usage: ``python bench/infer_speed.py [--model models/plexus_phantom] [--device auto] [--cases 1] [--workers N] [--no-doc]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cases", type=int, default=1)
+    ap.add_argument("--workers", type=int, help="measurement worker processes (default: plexus infer's, 0 on CPU)")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     device = pick_device(args.device)
@@ -61,24 +63,31 @@ def main() -> None:
             net_times.append(time.perf_counter() - t0)
             shape = ph.image.shape
         ns = argparse.Namespace(model=args.model, device=args.device, vertebrae=None, modality="auto", series=None,
-                                overlap=None, tta=None, save_probabilities=False, overwrite=True)
+                                overlap=None, tta=None, save_probabilities=False, overwrite=True,
+                                workers=args.workers)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         run_batch([str(f) for f in files], Path(tmp) / "out", ns)
         total = time.perf_counter() - t0
+        stages = json.loads((Path(tmp) / "out" / "run.json").read_text())["timings"]
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     per_case = total / args.cases
     net = sum(net_times) / len(net_times)
-    table = (f"| input | device | bare network (s) | plexus infer end to end (s/case) | ratio | peak GPU memory |\n"
-             f"|---|---|---|---|---|---|\n| lumbar CT phantom {'x'.join(map(str, shape))} at 0.8 mm, {args.cases} case(s) | "
-             f"{device} | {net:.1f} | {per_case:.1f} | {per_case / net:.2f}x | "
+    mean = {k: sum(t.get(k, 0.0) for t in stages.values()) / max(len(stages), 1) for k in ("read_s", "network_s", "postprocess_s")}
+    workers = args.workers if args.workers is not None else int(device.type == "cuda")
+    table = (f"| input | device | workers | bare network (s) | plexus infer end to end (s/case) | ratio | "
+             f"read / preprocess+network+inverse / measure+export (s/case) | peak GPU memory |\n"
+             f"|---|---|---|---|---|---|---|---|\n| lumbar CT phantom {'x'.join(map(str, shape))} at 0.8 mm, {args.cases} case(s) | "
+             f"{device} | {workers} | {net:.1f} | {per_case:.1f} | {per_case / net:.2f}x | "
+             f"{mean['read_s']:.1f} / {mean['network_s']:.1f} / {mean['postprocess_s']:.1f} | "
              f"{'-' if peak != peak else f'{peak:.2f} GiB'} |")
     print(table)
     if not args.no_doc:
-        update_doc(f"infer_speed_{device.type}", f"""## Inference speed on {device.type.upper()} (`bench/infer_speed.py`)
+        key = f"infer_speed_{device.type}" + ("" if args.cases == 1 and args.workers is None else f"_{args.cases}_cases_{workers}_workers")
+        update_doc(key, f"""## Inference speed on {device.type.upper()}, {args.cases} case(s), {workers} worker(s) (`bench/infer_speed.py`)
 
-Command: `python bench/infer_speed.py --device {args.device} --cases {args.cases}` (commit {git_rev()}; {machine()}).
+Command: `python bench/infer_speed.py --device {args.device} --cases {args.cases}{'' if args.workers is None else f' --workers {args.workers}'}` (commit {git_rev()}; {machine()}).
 Bare network = MONAI sliding-window inference on the preprocessed volume; end to end = `plexus infer`
 (read, preprocess, network, inverse resampling, measurement, all exports and the QC picture), same input,
 same run. Target on 2 CPU cores: a lumbar CT of about 140 x 140 x 270 voxels in under 60 s.
