@@ -7,7 +7,8 @@ canal's footprint: its centre, width (between the pedicles) and depth (body to l
 open (a cut-out, a partial label), the canal is taken behind the body along the mid-line with the published
 mean size of that level and flagged ``'open'``.
 
-Works in the world frame (RAS, mm) on any storage order or spacing.
+Works in the world frame (RAS, mm) on any storage order or spacing; the plane of each vertebra is turned to its
+own front (body centre minus canal centre), so a patient rotated in the scanner gives the same canal.
 """
 
 from __future__ import annotations
@@ -92,12 +93,16 @@ def find_canal(vertebrae: np.ndarray, *, affine: np.ndarray, min_voxels: int = 2
     out = []
     for k, vid in enumerate(ids):
         caudal = cents[min(k + 1, len(ids) - 1)] - cents[max(k - 1, 0)]
-        t, a, left = _frame(caudal, np.array([0.0, 1.0, 0.0]))
         vox = np.argwhere(vertebrae == vid)
         d = _world(vox.astype(np.float64), affine) - cents[k]
-        s_vox = d @ t
-        proj = _project(vertebrae == vid, inv, cents[k], t, a, left, np.percentile(s_vox, [2, 98]))
-        out.append(_section(vid, proj, cents[k], t, a, left, d, s_vox))
+        hint = np.array([0.0, 1.0, 0.0])       # the scanner's anterior first, then the vertebra's own
+        for _ in range(2):
+            t, a, left = _frame(caudal, hint)
+            s_vox = d @ t
+            proj = _project(vertebrae == vid, inv, cents[k], t, a, left, np.percentile(s_vox, [2, 98]))
+            sec = _section(vid, proj, cents[k], t, a, left, d, s_vox)
+            hint = sec.body_centre - sec.centre
+        out.append(sec)
     return out
 
 
