@@ -84,7 +84,7 @@ def same_grid(ref: Volume, other: Volume, what: str, ref_what: str = "mask") -> 
         if same.shape == ref.shape and np.allclose(same.affine, ref.affine, atol=1e-3):
             return same
         raise InputError(other.path, f"{what} grid differs from the {ref_what}'s (shape {other.shape} vs {ref.shape}, "
-                                     f"spacing {tuple(np.round(other.spacing, 3))} vs {tuple(np.round(ref.spacing, 3))}"
+                                     f"spacing {tuple(round(float(x), 3) for x in other.spacing)} vs {tuple(round(float(x), 3) for x in ref.spacing)}"
                                      f"{', origin/direction differ' if other.shape == ref.shape else ''})")
     return other
 
