@@ -16,6 +16,7 @@ Usage: ``python bench/model_eval.py [--model models/plexus_phantom] [--cases 8] 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
@@ -133,17 +134,23 @@ def _phantom_case(k: int):
     return f"heldout_{k:02d}_{preset}", generate_phantom(cfg), cfg
 
 
-def _hybrid_case(k: int, shared: Path):
-    from pipeline.io import read_image
+@functools.lru_cache(maxsize=None)
+def _source(shared: Path, img_rel: str, vert_rel: str):
+    """A hybrid source scan and its vertebra map, read once for all its cases."""
+    from pipeline.io import read_image, same_grid
     from pipeline.levels import read_vertebrae
-    from pipeline.postprocess.measure import same_grid
-    from pipeline.synth.hybrid import HybridConfig, generate_hybrid
 
-    img_rel, vert_rel, modality = HYBRID_SOURCES[k % len(HYBRID_SOURCES)]
     if not (shared / img_rel).exists():
         raise SystemExit(f"{shared / img_rel}: absent; --hybrid needs the team's ../shared/data (or --shared)")
     image = read_image(shared / img_rel)
-    vmap = same_grid(image, read_vertebrae(shared / vert_rel), "vertebra map", "image")
+    return image, same_grid(image, read_vertebrae(shared / vert_rel), "vertebra map", "image")
+
+
+def _hybrid_case(k: int, shared: Path):
+    from pipeline.synth.hybrid import HybridConfig, generate_hybrid
+
+    img_rel, vert_rel, modality = HYBRID_SOURCES[k % len(HYBRID_SOURCES)]
+    image, vmap = _source(shared, img_rel, vert_rel)
     cfg = HybridConfig(image=img_rel, vertebrae=vert_rel, modality=modality, seed=9000 + k)
     return f"hybrid_{k:02d}_{modality.lower()}", generate_hybrid(image, vmap, cfg), cfg
 

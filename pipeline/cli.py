@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import PlexusError, Terminated
+from .levels import CONVENTIONS
 
 log = logging.getLogger("plexus")
 
@@ -84,8 +85,6 @@ def _add_synth(sub) -> None:
     p.add_argument("--hybrid", type=Path, metavar="SCAN", help="a real CT/MR scan: insert the plexus into its canal "
                    "(needs --vertebrae; --preset, --levels, --spacing, --orientation, --sacrum-mm do not apply)")
     p.add_argument("--vertebrae", type=Path, help="with --hybrid: the scan's vertebra map (file or TotalSegmentator folder)")
-    from .levels import CONVENTIONS
-
     p.add_argument("--vertebrae-convention", default="auto", choices=CONVENTIONS, help="label convention of --vertebrae")
     p.add_argument("--max-spacing", type=float, default=1.0, help="with --hybrid: largest voxel size (mm) of the output; "
                    "a coarser scan is resampled (default 1.0)")
@@ -95,6 +94,8 @@ def _add_synth(sub) -> None:
 def _run_synth(args) -> int:
     from .synth import generate_phantom, preset_config, save_phantom
 
+    if args.count < 1:
+        raise ValueError(f"--count: expected a positive number, got {args.count}")
     if args.hybrid is not None or args.vertebrae is not None:
         return _run_hybrid(args)
 
@@ -102,8 +103,6 @@ def _run_synth(args) -> int:
     for key in ("sacrum_mm", "cranial_mm"):
         if getattr(args, key) is not None:
             over[key] = getattr(args, key)
-    if args.count < 1:
-        raise ValueError(f"--count: expected a positive number, got {args.count}")
     from tqdm import tqdm
 
     for k in tqdm(range(args.count), desc="phantoms", disable=args.count == 1):
@@ -116,17 +115,14 @@ def _run_synth(args) -> int:
 
 
 def _run_hybrid(args) -> int:
-    from .io import read_image
+    from .io import read_image, same_grid
     from .levels import read_vertebrae
-    from .postprocess.measure import same_grid
     from .preprocess import guess_modality
     from .synth import save_phantom
     from .synth.hybrid import HybridConfig, generate_hybrid
 
     if args.hybrid is None or args.vertebrae is None:
         raise ValueError("--hybrid and --vertebrae go together: a real scan and its vertebra map")
-    if args.count < 1:
-        raise ValueError(f"--count: expected a positive number, got {args.count}")
     image = read_image(args.hybrid)
     vmap = same_grid(image, read_vertebrae(args.vertebrae, args.vertebrae_convention), "vertebra map", "image")
     modality = args.modality or guess_modality(image)
@@ -137,9 +133,10 @@ def _run_hybrid(args) -> int:
         t0 = time.perf_counter()
         ph = generate_hybrid(image, vmap, cfg)
         save_phantom(ph, out)
-        open_ = [c["level"] for c in ph.info["canal"] if c["found_by"] != "ring"]
+        rough = [c["level"] for c in ph.info["canal"] if c["found_by"] != "ring"]
+        note = f"; canal size from published means (ring open or size out of range) at {', '.join(rough)}" if rough else ""
         log.info("wrote %s (hybrid %s, %s-%s, %.1f s)%s", out, modality, ph.verts[0].name, ph.verts[-1].name,
-                 time.perf_counter() - t0, f"; canal size from published means (ring open or size out of range) at {', '.join(open_)}" if open_ else "")
+                 time.perf_counter() - t0, note)
     return 0
 
 
@@ -186,7 +183,6 @@ def _run_demo(args) -> int:
 
 # -------------------------------------------------------------------------------------------- measure
 def _add_measure(sub) -> None:
-    from .levels import CONVENTIONS
     from .postprocess.measure import MeasureOptions
 
     d = MeasureOptions()
@@ -246,7 +242,7 @@ def _add_infer(sub) -> None:
     p.add_argument("--model", type=Path, default=Path("models/plexus_phantom"), help="model folder")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--vertebrae", help="vertebra map (one case) or folder of maps named by case id (levels)")
-    p.add_argument("--vertebrae-convention", choices=["auto", "verse", "totalsegmentator", "spider"], default="auto",
+    p.add_argument("--vertebrae-convention", choices=CONVENTIONS, default="auto",
                    help="label ids of --vertebrae (auto: TotalSegmentator when ids 29-50 are present, SPIDER when its "
                         "canal label 100 is, else VerSe); a folder of TotalSegmentator per-structure masks "
                         "(vertebrae_L3.nii.gz...) is read as such")

@@ -370,6 +370,19 @@ def reorient(vol: Volume, axcodes: str = "RAS") -> Volume:
     return Volume(arr, aff, dict(vol.meta))
 
 
+def same_grid(ref: Volume, other: Volume, what: str, ref_what: str = "mask") -> Volume:
+    """``other`` on ``ref``'s grid: as it is, or re-stored in ``ref``'s axis order when it holds the same voxels in
+    another storage order (an exact permutation/flip, as other tools write); any other grid is an error."""
+    if other.shape != ref.shape or not np.allclose(other.affine, ref.affine, atol=1e-3):
+        same = reorient(other, "".join(ref.axcodes))
+        if same.shape == ref.shape and np.allclose(same.affine, ref.affine, atol=1e-3):
+            return same
+        raise InputError(other.path, f"{what} grid differs from the {ref_what}'s (shape {other.shape} vs {ref.shape}, "
+                                     f"spacing {tuple(round(float(x), 3) for x in other.spacing)} vs {tuple(round(float(x), 3) for x in ref.spacing)}"
+                                     f"{', origin/direction differ' if other.shape == ref.shape else ''})")
+    return other
+
+
 # ------------------------------------------------------------------------------------------- validation
 def validate(vol: Volume, *, first_volume: bool = False) -> Volume:
     """Check dimensions, geometry and values; raise :class:`InputError` naming the file on a problem."""

@@ -11,9 +11,9 @@ import numpy as np
 from .export.qc import qc_picture
 from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
 from .export.tables import centerlines_dict, write_measurement_files
-from .io import Volume, read_image, read_label_map
+from .io import Volume, read_image, read_label_map, same_grid
 from .levels import read_vertebrae
-from .postprocess.measure import MeasureOptions, MeasureResult, same_grid, measure
+from .postprocess.measure import MeasureOptions, MeasureResult, measure
 
 log = logging.getLogger("plexus")
 

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
-from ..io import Volume, reorient
+from ..io import Volume, reorient, same_grid
 from ..levels import NA, detect_convention, level_rank, to_verse
 from .anatomy import (
     CHANNELS,
@@ -74,19 +74,6 @@ class MeasureResult:
     summary: dict
     warnings: list[str] = field(default_factory=list)
     vertebrae: Volume | None = None      # the vertebra map found from the bone mask (VerSe ids, mask grid)
-
-
-def same_grid(ref: Volume, other: Volume, what: str, ref_what: str = "mask") -> Volume:
-    """``other`` on ``ref``'s grid: as it is, or re-stored in ``ref``'s axis order when it holds the same voxels in
-    another storage order (an exact permutation/flip, as other tools write); any other grid is an error."""
-    if other.shape != ref.shape or not np.allclose(other.affine, ref.affine, atol=1e-3):
-        same = reorient(other, "".join(ref.axcodes))
-        if same.shape == ref.shape and np.allclose(same.affine, ref.affine, atol=1e-3):
-            return same
-        raise InputError(other.path, f"{what} grid differs from the {ref_what}'s (shape {other.shape} vs {ref.shape}, "
-                                     f"spacing {tuple(round(float(x), 3) for x in other.spacing)} vs {tuple(round(float(x), 3) for x in ref.spacing)}"
-                                     f"{', origin/direction differ' if other.shape == ref.shape else ''})")
-    return other
 
 
 def _binary(mask: Volume, label: int, warnings: list[str]) -> np.ndarray:

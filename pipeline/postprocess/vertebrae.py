@@ -28,6 +28,8 @@ from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 from ..levels import NAME_TO_VERSE, ORDER
 from .anatomy import CanalFrame
 
+_CERVICAL_MAX_MM = 18.0   # cervical bodies are about 14 mm tall, lumbar ones 23-28 mm
+
 
 @dataclass
 class NamedBodies:
@@ -110,8 +112,11 @@ def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float],
     regular = float(np.mean(np.abs(heights - med) <= 0.4 * med))
     order = [x for x in ORDER if x != "T13" and (x != "L6" or lumbar_count == 6)
              and not (lumbar_count == 4 and x == "L5")]
+    # a sacrum carries lumbar-sized bodies (cervical ones are about 14 mm): a cervical column whose lowest body
+    # ends free (bone not found below it) or runs on is not named from a "sacrum"
+    lumbar_sized = n < 2 or float(np.median(heights[-4:-1])) >= _CERVICAL_MAX_MM
     last = bodies[-1]
-    fused = last[1] - last[0] > 1.6 * med and n >= 2 and (n < 3 or float(np.median(heights[-4:-1])) >= 18.0)
+    fused = last[1] - last[0] > 1.6 * med and n >= 2 and lumbar_sized
     if fused:  # S1 fused with the sacrum below: split S1 (one body height) off the top of the column
         bodies = bodies[:-1] + [(last[1] - med, last[1])]
         regular = float(np.mean(np.abs(heights[:-1] - med) <= 0.4 * med))
@@ -127,9 +132,6 @@ def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float],
         i0 = order.index(name)
         names = [order[i0 + k - k0] if 0 <= i0 + k - k0 < len(order) else "NA" for k in range(n)]
         return NamedBodies(names, bodies, f"hint {name}", round(regular, 2))
-    # a sacrum carries lumbar-sized bodies (over 18 mm; cervical ones are about 14): a cervical scan whose lowest
-    # body ends free (bone not found below it) is not named from a "sacrum"
-    lumbar_sized = n < 2 or float(np.median(heights[-4:-1])) >= 18.0
     free = last[0] - field_s[0] >= free_end_mm and lumbar_sized
     from_axis = [order[k] if k < len(order) else "NA" for k in range(n)] if axis is not None else None
     if fused or free:
@@ -160,7 +162,7 @@ def _axis_column(bodies: list[tuple[float, float]], field_s: tuple[float, float]
         return None
     top = bodies[0]
     rest = float(np.median([b - a for a, b in bodies[1:4]]))
-    if top[1] - top[0] > 1.6 * rest and rest < 18.0 and field_s[1] - top[1] >= free_end_mm:
+    if top[1] - top[0] > 1.6 * rest and rest < _CERVICAL_MAX_MM and field_s[1] - top[1] >= free_end_mm:
         return top[0] + 1.1 * rest
     return None
 

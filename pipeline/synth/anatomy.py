@@ -19,7 +19,7 @@ from ..levels import NAME_TO_VERSE, ORDER
 
 # name: body height H, body width W, body depth D, disc below, canal AP, canal width  (mm)
 # C1 (atlas) has no body and no disc below: H is the height of its ring, which the dens of C2 fills (see phantom).
-_TABLE = {
+MORPHOMETRY = {
     "C1": (12, 16, 10, 0.0, 20, 28), "C2": (15, 16, 15, 5.0, 16, 25), "C3": (14, 16, 15, 5.0, 14, 24),
     "C4": (14, 17, 15, 5.0, 14, 24), "C5": (14, 18, 16, 5.5, 14, 25), "C6": (14, 19, 16, 5.5, 14, 25),
     "C7": (15, 21, 16, 5.0, 14, 24), "T1": (16, 25, 17, 4.0, 14, 20), "T2": (17, 26, 18, 4.0, 14, 17),
@@ -63,7 +63,7 @@ def make_vertebrae(names: list[str], rng: np.random.Generator, start: float = 0.
     scale = rng.uniform(0.9, 1.1)  # body size of this patient
     out, s = [], start
     for k, n in enumerate(names):
-        H, W, D, disc, ap, cw = _TABLE[n]
+        H, W, D, disc, ap, cw = MORPHOMETRY[n]
         H, W, D = (x * scale * rng.uniform(0.95, 1.05) for x in (H, W, D))
         disc = disc * rng.uniform(0.85, 1.15) if k < len(names) - 1 else 0.0
         ap, cw = ap * rng.uniform(0.92, 1.08), cw * rng.uniform(0.92, 1.08)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..levels import level_name, level_rank
-from .anatomy import _TABLE
+from .anatomy import MORPHOMETRY
 
 _STEP = 0.5          # mm, grid of the projected plane
 _HALF = 45.0         # mm, half-size of the projected plane
@@ -84,7 +84,7 @@ def find_canal(vertebrae: np.ndarray, *, affine: np.ndarray, min_voxels: int = 2
     if vertebrae.ndim != 3:
         raise ValueError(f"vertebrae: expected a 3-D map, got shape {vertebrae.shape}")
     ids = [int(i) for i in np.unique(vertebrae) if i > 0 and level_name(int(i)) != "NA"]
-    counts = ndimage.sum_labels(np.ones(vertebrae.shape, np.int32), vertebrae, ids) if ids else []
+    counts = np.bincount(vertebrae.ravel().astype(np.int64))[ids] if ids else []
     ids = sorted((i for i, n in zip(ids, counts) if n >= min_voxels), key=lambda i: level_rank(level_name(i)))
     if len(ids) < 2:
         raise ValueError(f"vertebrae: need at least two vertebrae to find the canal, found {len(ids)}")
@@ -93,13 +93,13 @@ def find_canal(vertebrae: np.ndarray, *, affine: np.ndarray, min_voxels: int = 2
     out = []
     for k, vid in enumerate(ids):
         caudal = cents[min(k + 1, len(ids) - 1)] - cents[max(k - 1, 0)]
-        vox = np.argwhere(vertebrae == vid)
-        d = _world(vox.astype(np.float64), affine) - cents[k]
+        own = vertebrae == vid
+        d = _world(np.argwhere(own).astype(np.float64), affine) - cents[k]
         hint = np.array([0.0, 1.0, 0.0])       # the scanner's anterior first, then the vertebra's own
         for _ in range(2):
             t, a, left = _frame(caudal, hint)
             s_vox = d @ t
-            proj = _project(vertebrae == vid, inv, cents[k], t, a, left, np.percentile(s_vox, [2, 98]))
+            proj = _project(own, inv, cents[k], t, a, left, np.percentile(s_vox, [2, 98]))
             sec = _section(vid, proj, cents[k], t, a, left, d, s_vox)
             hint = sec.body_centre - sec.centre
         out.append(sec)
@@ -130,7 +130,7 @@ def _section(vid: int, proj: np.ndarray, centre, t, a, left, d: np.ndarray, s_vo
             if areas[lab - 1] >= 20.0 and abs(g[iu].mean()) < 15.0:
                 best = (g[iu], g[iv])
                 break
-    table = _TABLE.get(name, _TABLE["L3"])
+    table = MORPHOMETRY.get(name, MORPHOMETRY["L3"])
     if best is not None:
         uu, vv = best
         u_c, v_c = (uu.min() + uu.max()) / 2, (vv.min() + vv.max()) / 2

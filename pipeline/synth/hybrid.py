@@ -28,7 +28,7 @@ from scipy.interpolate import make_interp_spline
 from ..io import Volume
 from .anatomy import SpineAxis, Vertebra
 from .canal import CanalSection, find_canal
-from .phantom import Phantom, _truth_calibre
+from .phantom import Phantom, truth_calibre
 from .vessels import build_plexus, draw_diameters, render_tubes
 
 
@@ -57,7 +57,6 @@ class HybridConfig:
     spacing: float = 1.0
     margin_mm: tuple[float, float, float] = (34.0, 34.0, 42.0)
     p_engorged: float = 0.15
-    render_image: bool = True
 
     def __post_init__(self):
         if self.modality not in ("CT", "MR"):
@@ -193,7 +192,7 @@ def generate_hybrid(image: Volume, vertebrae: Volume, cfg: HybridConfig) -> Phan
     centres = {v.name: s.body_centre.tolist() for v, s in zip(verts, sections)}
     ph = Phantom(cfg, Volume(out, aff, {**meta, "kind": "image"}), Volume(mask.astype(np.uint8), aff, {**meta, "kind": "plexus_mask"}),
                  Volume(frac, aff, {**meta, "kind": "plexus_fraction"}), Volume(vmap.astype(np.uint8), aff, {**meta, "kind": "vertebrae"}),
-                 tubes, verts, axis, centres, _truth_calibre(tubes, verts, inside))
+                 tubes, verts, axis, centres, truth_calibre(tubes, verts, inside))
     ph.info = {"source": {"image": cfg.image or image.path, "vertebrae": cfg.vertebrae or vertebrae.path,
                           "spacing_mm": [round(float(x), 4) for x in src_sp]},
                "vein_value": round(float(value), 2), "psf_sd_mm": [round(float(x), 3) for x in psf],

@@ -159,7 +159,8 @@ def _tissues(u, v, s, verts: list[Vertebra], diam, rng, sacrum_mm: float = 0.0) 
     in_body_s = np.abs(ds) <= H / 2
     body_se = superellipse(u, v - vbc, W / 2, D / 2, 2.5)
     core_se = superellipse(u, v - vbc, W / 2 - 1.2, D / 2 - 1.2, 2.5)
-    vb = in_body_s & (body_se <= 1) & in_span & (region_name(verts, idx) != "C1")
+    atlas = (idx == 0) & (verts[0].name == "C1")   # C1 has no body (see _atlas_axis)
+    vb = in_body_s & (body_se <= 1) & in_span & ~atlas
     tis[vb] = CORT
     vid[vb] = np.array([x.verse_id for x in verts], dtype=np.uint8)[idx][vb]
     tis[vb & (core_se <= 1) & (np.abs(ds) <= H / 2 - 1.0)] = CANC
@@ -223,11 +224,6 @@ def _sacrum(tis, vid, u, v, s, s1: Vertebra, ap, cw, length: float) -> None:
     for region, code in ((col, CORT), (core, CANC), (ala & ~canal, CANC), (back & ~canal, POST)):
         tis[region] = code
         vid[region] = 26
-
-
-def region_name(verts: list[Vertebra], idx: np.ndarray) -> np.ndarray:
-    """Level name of each voxel's vertebra segment."""
-    return np.array([x.name for x in verts])[idx]
 
 
 def _atlas_axis(tis, vid, u, v, s, c1: Vertebra, c2: Vertebra, ap, cw) -> None:
@@ -298,7 +294,7 @@ def _distractors(axis: SpineAxis, verts: list[Vertebra], rng) -> list[Tube]:
     return out
 
 
-def _truth_calibre(tubes: list[Tube], verts: list[Vertebra], inside) -> list[tuple[str, str, float, int]]:
+def truth_calibre(tubes: list[Tube], verts: list[Vertebra], inside) -> list[tuple[str, str, float, int]]:
     """True median diameter per (level, longitudinal channel), by the nearest-body-centre rule.
 
     Only the points inside the field of view count (``inside``: points (N, 3) -> bool (N,)).
@@ -385,7 +381,7 @@ def generate_phantom(cfg: PhantomConfig) -> Phantom:
 
     return Phantom(cfg, vol(img, kind="image") if cfg.render_image else None,
                    vol(mask, kind="plexus_mask"), vol(fraction, kind="plexus_fraction"), vol(vid, kind="vertebrae"),
-                   plexus, verts, axis, centres, _truth_calibre(plexus, verts, inside))
+                   plexus, verts, axis, centres, truth_calibre(plexus, verts, inside))
 
 
 def _bias_field(shape, rng) -> np.ndarray:

@@ -70,7 +70,7 @@ def save_phantom(ph: Phantom, out_dir: str | Path) -> Path:
         write_image(ph.image, out / "image.nii.gz")
     write_image(ph.mask, out / "plexus_mask.nii.gz")
     write_image(ph.fraction, out / "plexus_fraction.nii.gz")
-    if ph.config.render_image:
+    if ph.image is not None:
         write_image(ph.vertebrae, out / "vertebrae.nii.gz")
     write_text(out / "centerlines_truth.json", json.dumps(truth_json(ph)))
     buf = _io.StringIO()

@@ -33,7 +33,7 @@ from monai.transforms import (
 )
 
 from ..errors import InputError
-from ..io import Volume, read_image, read_label_map, write_image
+from ..io import Volume, read_image, read_label_map, same_grid, write_image
 from ..preprocess import PreprocessConfig, build_transform, guess_modality
 from .config import AugmentConfig, DataConfig, HybridSource, SyntheticSource, TrainConfig
 
@@ -84,7 +84,6 @@ def synthetic_cases(src: SyntheticSource, cache: Path) -> list[Case]:
 def hybrid_cases(src: HybridSource, cache: Path) -> list[Case]:
     """Generate (once) ``src.count`` hybrid cases of a real scan into ``cache`` and return them as cases."""
     from ..levels import read_vertebrae
-    from ..postprocess.measure import same_grid
     from ..synth.hybrid import HybridConfig, generate_hybrid
 
     for path in (src.image, src.vertebrae):
