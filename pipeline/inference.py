@@ -70,6 +70,17 @@ def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.de
     if inf.get("tta", False) if tta is None else tta:
         prob = 0.5 * (prob + torch.flip(run(torch.flip(x, dims=[2])), dims=[2]))
     back = invert(prep, prob[0], nearest=False)          # (C, I, J, K) on the input grid
-    labels = back.argmax(0).astype(np.uint8)
-    return Segmentation(vol.with_array(labels, kind="segmentation"), back.astype(np.float32) if keep_probabilities
-                        else None, prep.modality, tuple(prep.image.shape[1:]))
+    return Segmentation(vol.with_array(argmax_labels(back), kind="segmentation"),
+                        back.astype(np.float32, copy=False) if keep_probabilities else None, prep.modality,
+                        tuple(prep.image.shape[1:]))
+
+
+def argmax_labels(prob: np.ndarray) -> np.ndarray:
+    """``prob.argmax(0)`` as uint8 (the first class on ties), by C - 1 comparisons: several times faster than
+    NumPy's strided argmax over the class axis of a (C, I, J, K) volume."""
+    labels = np.zeros(prob.shape[1:], dtype=np.uint8)
+    best = prob[0].copy()
+    for c in range(1, len(prob)):
+        labels[prob[c] > best] = c
+        np.maximum(best, prob[c], out=best)
+    return labels

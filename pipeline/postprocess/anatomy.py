@@ -41,7 +41,7 @@ class CanalFrame:
     def project(self, points: np.ndarray):
         """RAS points (N, 3) -> ``(u, v, s)``: left, anterior (mm from the canal centre) and axis position."""
         points = np.atleast_2d(points)
-        _, i = self.tree.query(points)
+        _, i = self.tree.query(points, workers=-1 if len(points) > 100_000 else 1)  # every bone voxel: all cores
         d = points - self.centre[i]
         s = self.s[i] + np.einsum("ij,ij->i", d, self.T[i])
         return np.einsum("ij,ij->i", d, self.L[i]), np.einsum("ij,ij->i", d, self.A[i]), s

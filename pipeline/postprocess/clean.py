@@ -86,7 +86,6 @@ def drop_far_from_bone(mask: np.ndarray, bone: np.ndarray, *, spacing, max_gap_m
     -------
     kept : (I, J, K) bool ndarray; n_dropped : int; dropped_mm3 : float
     """
-    import cc3d
     import edt
 
     if max_gap_mm <= 0 or not mask.any() or not bone.any():
@@ -97,12 +96,39 @@ def drop_far_from_bone(mask: np.ndarray, bone: np.ndarray, *, spacing, max_gap_m
     grow = np.ceil(max_gap_mm / sp).astype(int) + 1
     sl = tuple(slice(max(int(n.min()) - g, 0), min(int(n.max()) + g + 1, s))
                for n, g, s in zip(nz, grow, mask.shape))
-    near = edt.edt(~bone[sl], anisotropy=tuple(sp), black_border=False, parallel=2) <= max_gap_mm
-    labels, n = cc3d.connected_components(mask[sl], connectivity=26, return_N=True)
-    keep_ids = np.unique(labels[near & (labels > 0)])
+    part, near_bone = mask[sl], bone[sl]
+    labels, n = cc3d.connected_components(part, connectivity=26, return_N=True)
+    gap = np.full(n + 1, np.inf)  # each part's distance to the bone
+    if near_bone.any():
+        # first on a grid of 2 x 2 x 2 blocks (8 times fewer voxels): a voxel lies within h of its block's
+        # centre, so a part's distance is its blocks' distance to the bone blocks, give or take 2 h
+        even = np.pad(near_bone, [(0, s % 2) for s in near_bone.shape])
+        a, b, c = (s // 2 for s in even.shape)
+        blocks = even.reshape(a, 2, b, 2, c, 2).any((1, 3, 5))
+        dist = edt.edt(~blocks, anisotropy=tuple(2 * sp), black_border=False, parallel=2)
+        vox = np.nonzero(labels)
+        np.minimum.at(gap, labels[vox], dist[vox[0] // 2, vox[1] // 2, vox[2] // 2])
+        h = 0.5 * float(np.linalg.norm(sp))
+        for part_id in np.nonzero(np.abs(gap - max_gap_mm) <= 2 * h)[0]:  # undecided: measured voxel to voxel
+            gap[part_id] = _exact_gap(labels == part_id, near_bone, sp, max_gap_mm + 2 * h)
+    keep_ids = np.nonzero(gap[1:] <= max_gap_mm)[0] + 1
     keep = np.isin(labels, keep_ids)
-    dropped = mask[sl] & ~keep
+    dropped = part & ~keep
     out = mask.copy()
     out[sl] = keep
-    n_dropped = int(n - len(keep_ids))
-    return out, n_dropped, float(dropped.sum() * np.prod(sp))
+    return out, int(n - len(keep_ids)), float(dropped.sum() * np.prod(sp))
+
+
+def _exact_gap(part: np.ndarray, bone: np.ndarray, sp: np.ndarray, reach: float) -> float:
+    """Smallest distance (mm) between a voxel of ``part`` and one of ``bone`` (one grid); inf beyond ``reach``."""
+    from scipy.spatial import cKDTree
+
+    pv = np.argwhere(part)
+    margin = np.ceil(reach / sp).astype(int)
+    lo = np.maximum(pv.min(0) - margin, 0)
+    hi = pv.max(0) + margin + 1
+    bv = np.argwhere(bone[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]) + lo
+    if len(bv) == 0:
+        return float("inf")
+    d, _ = cKDTree(bv * sp).query(pv * sp, distance_upper_bound=reach)
+    return float(d.min())
