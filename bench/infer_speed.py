@@ -5,15 +5,17 @@ network: preprocessing done beforehand, only MONAI sliding-window inference time
 declares flip test-time augmentation, as ``plexus infer`` then runs); (2) through the whole
 ``plexus infer`` (read, preprocess, network, inverse resampling, measurement, every export, QC picture),
 in one run on the same machine. The ratio of the two is the pipeline's overhead (target: <= 1.3x on GPU where
-the network dominates; on 2 CPU cores reported as measured).
+the network dominates; on 2 CPU cores reported as measured). Paired repeats (``--repeats``) give medians.
 
-Usage: ``python bench/infer_speed.py [--model models/plexus_phantom] [--device auto] [--cases 1] [--workers N] [--no-doc]``
+Usage: ``python bench/infer_speed.py [--model models/plexus_phantom] [--device auto] [--cases 1] [--repeats 3]
+[--workers N] [--no-doc]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -30,67 +32,91 @@ from pipeline.synth import PhantomConfig, generate_phantom
 from pipeline.train.model_io import load_model
 
 
+def bare_network(prep_image, model, meta, device) -> float:
+    """Seconds of MONAI sliding-window inference alone on a preprocessed image, as ``plexus infer`` runs it
+    (two passes when the model declares flip test-time augmentation)."""
+    from monai.inferers import sliding_window_inference
+
+    x = prep_image[None].float().to(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    passes = [x, torch.flip(x, dims=[2])] if meta["inference"].get("tta") else [x]
+    amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16  # as segment()
+    with torch.no_grad(), torch.autocast(device_type=device.type, dtype=amp, enabled=device.type == "cuda"):
+        for inp in passes:
+            sliding_window_inference(inp, tuple(meta["inference"]["patch_size"]), 4, model,
+                                     overlap=meta["inference"]["overlap"], mode="gaussian")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cases", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="paired runs (bare network, then plexus infer); medians")
     ap.add_argument("--workers", type=int, help="measurement worker processes (default: plexus infer's, 0 on CPU)")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
+    if args.cases < 1 or args.repeats < 1:
+        ap.error("--cases and --repeats: expected at least 1")
     device = pick_device(args.device)
     model, meta = load_model(args.model, device)
     with tempfile.TemporaryDirectory() as tmp:
-        files, net_times = [], []
+        files, preps = [], []
         for k in range(args.cases):
             ph = generate_phantom(PhantomConfig(levels=("L2", "S1"), spacing=(0.8, 0.8, 0.8), seed=700000 + k,
                                                 fov_lr=55, fov_back=50, fov_front=60))
             files.append(write_image(ph.image, Path(tmp) / f"lumbar_{k}.nii.gz"))
-            prep = preprocess(ph.image, PreprocessConfig.from_dict(meta["preprocess"]))
-            from monai.inferers import sliding_window_inference
-
-            x = prep.image[None].float().to(device)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            passes = [x, torch.flip(x, dims=[2])] if meta["inference"].get("tta") else [x]  # as the model infers
-            with torch.no_grad():
-                for inp in passes:
-                    sliding_window_inference(inp, tuple(meta["inference"]["patch_size"]), 4, model,
-                                             overlap=meta["inference"]["overlap"], mode="gaussian")
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            net_times.append(time.perf_counter() - t0)
+            preps.append(preprocess(ph.image, PreprocessConfig.from_dict(meta["preprocess"])).image)
             shape = ph.image.shape
+        bare_network(preps[0], model, meta, device)  # warm-up: first-call allocations are no part of either figure
         ns = argparse.Namespace(model=args.model, device=args.device, vertebrae=None, modality="auto", series=None,
                                 overlap=None, tta=None, save_probabilities=False, overwrite=True,
                                 workers=args.workers)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        run_batch([str(f) for f in files], Path(tmp) / "out", ns)
-        total = time.perf_counter() - t0
-        stages = json.loads((Path(tmp) / "out" / "run.json").read_text())["timings"]
-        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    per_case = total / args.cases
-    net = sum(net_times) / len(net_times)
-    mean = {k: sum(t.get(k, 0.0) for t in stages.values()) / max(len(stages), 1) for k in ("read_s", "network_s", "postprocess_s")}
+        nets, totals, ratios, stage_rows = [], [], [], []
+        peak = 0.0 if device.type == "cuda" else float("nan")
+        for r in range(args.repeats):  # each repeat: the bare network on every case, then the whole batch
+            net = sum(bare_network(x, model, meta, device) for x in preps) / args.cases
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            run_batch([str(f) for f in files], Path(tmp) / "out", ns)
+            total = (time.perf_counter() - t0) / args.cases
+            if device.type == "cuda":
+                peak = max(peak, torch.cuda.max_memory_allocated() / 2**30)
+            stages = json.loads((Path(tmp) / "out" / "run.json").read_text())["timings"]
+            stage_rows.append({k: sum(t.get(k, 0.0) for t in stages.values()) / max(len(stages), 1)
+                               for k in ("read_s", "network_s", "postprocess_s")})
+            nets.append(net)
+            totals.append(total)
+            ratios.append(total / net)
+            print(f"repeat {r + 1}: bare network {net:.2f} s, end to end {total:.2f} s/case, ratio {total / net:.2f}x")
+    med = statistics.median
+    mean = {k: med(row[k] for row in stage_rows) for k in stage_rows[0]}
     workers = args.workers if args.workers is not None else int(device.type == "cuda")
     table = (f"| input | device | workers | bare network (s) | plexus infer end to end (s/case) | ratio | "
              f"read / preprocess+network+inverse / measure+export (s/case) | peak GPU memory |\n"
              f"|---|---|---|---|---|---|---|---|\n| lumbar CT phantom {'x'.join(map(str, shape))} at 0.8 mm, {args.cases} case(s) | "
-             f"{device} | {workers} | {net:.1f} | {per_case:.1f} | {per_case / net:.2f}x | "
-             f"{mean['read_s']:.1f} / {mean['network_s']:.1f} / {mean['postprocess_s']:.1f} | "
+             f"{device} | {workers} | {med(nets):.2f} | {med(totals):.2f} | {med(ratios):.2f}x "
+             f"({min(ratios):.2f}-{max(ratios):.2f}) | "
+             f"{mean['read_s']:.2f} / {mean['network_s']:.2f} / {mean['postprocess_s']:.2f} | "
              f"{'-' if peak != peak else f'{peak:.2f} GiB'} |")
     print(table)
     if not args.no_doc:
         key = f"infer_speed_{device.type}" + ("" if args.cases == 1 and args.workers is None else f"_{args.cases}_cases_{workers}_workers")
         update_doc(key, f"""## Inference speed on {device.type.upper()}, {args.cases} case(s), {workers} worker(s) (`bench/infer_speed.py`)
 
-Command: `python bench/infer_speed.py --device {args.device} --cases {args.cases}{'' if args.workers is None else f' --workers {args.workers}'}` (commit {git_rev()}; {machine()}).
-Bare network = MONAI sliding-window inference on the preprocessed volume; end to end = `plexus infer`
-(read, preprocess, network, inverse resampling, measurement, all exports and the QC picture), same input,
-same run. Target on 2 CPU cores: a lumbar CT of about 140 x 140 x 270 voxels in under 60 s.
+Command: `python bench/infer_speed.py --device {args.device} --cases {args.cases} --repeats {args.repeats}{'' if args.workers is None else f' --workers {args.workers}'}` (commit {git_rev()}; {machine()}).
+Bare network = MONAI sliding-window inference on the preprocessed volume (both passes of the flip TTA the model
+declares); end to end = the whole `plexus infer` run divided by the cases (model loading, read, preprocess,
+network, inverse resampling, measurement, every export and QC picture, summary and report), same inputs, same
+process, after one warm-up pass. Each of {args.repeats} repeats times the bare network, then the batch; the table
+gives medians, and the ratio's range over the repeats (this shared 2-core machine varies by about 20 % from run to run).
+Target on 2 CPU cores: a lumbar CT of about 140 x 140 x 270 voxels in under 60 s.
 
 {table}
 """)

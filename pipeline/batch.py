@@ -255,29 +255,35 @@ def _content_warnings(case: CaseInput, labels) -> list[str]:
 
 def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_name, tmp: Path,
                 save_probabilities: bool, options=None) -> None:
-    from .measure_case import measure_volumes
-
-    write_image(labels, tmp / "segmentation.nii.gz")
-    prob = image.with_array(prob_plexus)
-    if save_probabilities:
-        write_image(prob, tmp / "probabilities.nii.gz")
     from dataclasses import replace
 
     from .levels import read_vertebrae
+    from .measure_case import measure_volumes
     from .postprocess.measure import MeasureOptions
 
+    prob = image.with_array(prob_plexus)
     options = options or MeasureOptions()
     vert = read_vertebrae(case.vertebrae, options.vertebrae_convention) if case.vertebrae else None
     options = replace(options, vertebrae_convention="verse") if vert is not None else options
     labels.meta["warnings"] = [*labels.meta.get("warnings", []), *_content_warnings(case, labels)]
     bone = None if vert is not None else labels.with_array((labels.array == 2).astype(np.uint8))  # levels from bone
-    measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, bone=bone, options=options,
-                    title=case.case_id)
+    with ThreadPoolExecutor(1) as pool:  # the compressed volumes are written while the case is measured
+        volumes = pool.submit(_write_volumes, tmp, labels, prob if save_probabilities else None)
+        measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, bone=bone, options=options,
+                        title=case.case_id)
+        volumes.result()
     meas = json.loads((tmp / "measurements.json").read_text())
     meas.update({"case_id": case.case_id, "input": str(case.path), "modality": modality, "model": model_name,
                  "vertebrae": str(case.vertebrae) if case.vertebrae else None})
     write_text(tmp / "measurements.json", json.dumps(meas, indent=2, default=float))
     (tmp / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def _write_volumes(tmp: Path, labels, prob) -> None:
+    """The label map on the input grid, and the plexus probability map when asked for."""
+    write_image(labels, tmp / "segmentation.nii.gz")
+    if prob is not None:
+        write_image(prob, tmp / "probabilities.nii.gz")
 
 
 def _publish(tmp: Path, final: Path) -> None:

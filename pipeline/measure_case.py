@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 from .export.qc import qc_picture
 from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
 from .export.tables import centerlines_dict, write_measurement_files
-from .io import Volume, read_image, read_label_map, same_grid
+from .io import Volume, read_image, read_label_map, same_grid, write_image
 from .levels import read_vertebrae
 from .postprocess.measure import MeasureOptions, MeasureResult, measure
 
@@ -58,24 +59,29 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
     result = measure(mask, vertebrae=vertebrae, probabilities=probabilities, bone=bone, options=options)
     out = Path(out_dir)
     write_measurement_files(result, out)
-    if result.vertebrae is not None:
-        from .io import write_image
-
-        write_image(result.vertebrae, out / "vertebrae.nii.gz")
-        vertebrae = result.vertebrae
-    write_segmentation(out / "segmentation.seg.nrrd", mask, label=options.label, vertebrae=vertebrae)
-    write_markups(out / "centerlines.mrk.json", result)
-    write_vtp(out / "centerlines.vtp", result)
-    pts = [b.points for b in result.branches]
-    image_path = image.meta.get("path") if image is not None else None
-    write_loader(out / "load_in_slicer.py", image=image_path if image_path and Path(image_path).exists() else None,
-                 centre_ras=np.concatenate(pts).mean(0) if pts else None)
-    shown = image if image is not None else mask
-    qc_picture(shown, out / "qc.png", mask=mask.with_array((mask.array == options.label).astype("uint8")),
-               centerlines=[{"points": b["points"], "diameter": b["diameter"]}
-                            for b in centerlines_dict(result)["branches"]],
-               calibre_rows=result.rows, title=f"{title or mask.path}: plexus calibre"
-               f" ({result.summary.get('levels_source', '')})")
+    vertebrae = result.vertebrae if result.vertebrae is not None else vertebrae
+    with ThreadPoolExecutor(1) as pool:  # the compressed volumes are written meanwhile (zlib releases the GIL)
+        volumes = pool.submit(_write_volumes, out, mask, options.label, result.vertebrae, vertebrae)
+        write_markups(out / "centerlines.mrk.json", result)
+        write_vtp(out / "centerlines.vtp", result)
+        pts = [b.points for b in result.branches]
+        image_path = image.meta.get("path") if image is not None else None
+        write_loader(out / "load_in_slicer.py", image=image_path if image_path and Path(image_path).exists() else None,
+                     centre_ras=np.concatenate(pts).mean(0) if pts else None)
+        shown = image if image is not None else mask
+        qc_picture(shown, out / "qc.png", mask=mask.with_array((mask.array == options.label).astype("uint8")),
+                   centerlines=[{"points": b["points"], "diameter": b["diameter"]}
+                                for b in centerlines_dict(result)["branches"]],
+                   calibre_rows=result.rows, title=f"{title or mask.path}: plexus calibre"
+                   f" ({result.summary.get('levels_source', '')})")
+        volumes.result()
     for w in result.warnings:
         log.warning("warning: %s", w)
     return result
+
+
+def _write_volumes(out: Path, mask: Volume, label: int, found: Volume | None, vertebrae: Volume | None) -> None:
+    """The Slicer segmentation, and the vertebra map found from the bone (``found``) when there is one."""
+    if found is not None:
+        write_image(found, out / "vertebrae.nii.gz")
+    write_segmentation(out / "segmentation.seg.nrrd", mask, label=label, vertebrae=vertebrae)
