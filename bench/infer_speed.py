@@ -25,7 +25,7 @@ import torch
 from common import ROOT, git_rev, machine, update_doc
 
 from pipeline.batch import run_batch
-from pipeline.inference import pick_device
+from pipeline.inference import pick_device, stitch_device
 from pipeline.io import write_image
 from pipeline.preprocess import PreprocessConfig, preprocess
 from pipeline.synth import PhantomConfig, generate_phantom
@@ -46,7 +46,8 @@ def bare_network(prep_image, model, meta, device) -> float:
     with torch.no_grad(), torch.autocast(device_type=device.type, dtype=amp, enabled=device.type == "cuda"):
         for inp in passes:
             sliding_window_inference(inp, tuple(meta["inference"]["patch_size"]), 4, model,
-                                     overlap=meta["inference"]["overlap"], mode="gaussian")
+                                     overlap=meta["inference"]["overlap"], mode="gaussian", sw_device=device,
+                                     device=stitch_device(device, tuple(x.shape[2:]), 3))  # as segment() stitches
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -99,7 +100,7 @@ def main() -> None:
     mean = {k: med(row[k] for row in stage_rows) for k in stage_rows[0]}
     workers = args.workers if args.workers is not None else int(device.type == "cuda")
     table = (f"| input | device | workers | bare network (s) | plexus infer end to end (s/case) | ratio | "
-             f"read / preprocess+network+inverse / measure+export (s/case) | peak GPU memory |\n"
+             f"read+preprocess wait / network+inverse / measure+export (s/case) | peak GPU memory |\n"
              f"|---|---|---|---|---|---|---|---|\n| lumbar CT phantom {'x'.join(map(str, shape))} at 0.8 mm, {args.cases} case(s) | "
              f"{device} | {workers} | {med(nets):.2f} | {med(totals):.2f} | {med(ratios):.2f}x "
              f"({min(ratios):.2f}-{max(ratios):.2f}) | "

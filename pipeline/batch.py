@@ -5,7 +5,7 @@ only when all its files are complete, so an interrupted run (Ctrl-C, kill, full 
 finished-looking partial case; finished cases are skipped on re-run (``--overwrite`` redoes them); a case is
 claimed by an atomic lock so two runs on one output folder never write the same case; a bad case is reported
 and the batch goes on. ``summary.csv`` and ``run.json`` are rebuilt from every finished case at the end.
-The next case is read in a background thread while the network runs on the current one, and with
+The next case is read and preprocessed in a background thread while the network runs on the current one, and with
 ``--workers N`` (default: 1 on GPU, 0 on CPU) measurement and exports run in worker processes meanwhile.
 """
 
@@ -235,12 +235,12 @@ def finished(out: Path, case_id: str) -> bool:
     return (out / case_id / DONE).exists()
 
 
-def segment_case(image, model, meta, args):
+def segment_case(image, prepared, model, meta, args):
     """The network part of a case (main process: it holds the model and the device)."""
     from .inference import segment
 
     return segment(image, model, meta, device=args.device_obj, modality=args.modality_name, tta=args.tta,
-                   overlap=args.overlap, keep_probabilities=True)
+                   overlap=args.overlap, keep_probabilities=True, prepared=prepared)
 
 
 def _content_warnings(case: CaseInput, labels) -> list[str]:
@@ -371,10 +371,15 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
         return _report_end(out, cases, record, args)
     pool = ThreadPoolExecutor(max_workers=1)
 
-    def load(c: CaseInput):
+    from .preprocess import PreprocessConfig, preprocess
+
+    pre = PreprocessConfig.from_dict(meta["preprocess"])
+
+    def load(c: CaseInput):  # in the background, while the network runs on the case before
         if c.error:
             raise InputError(c.path, c.error)
-        return read_image(c.path, series=args.series)
+        image = read_image(c.path, series=args.series)
+        return image, preprocess(image, pre, args.modality_name)
 
     pending = pool.submit(load, todo[0]) if todo else None
     workers = args.workers if getattr(args, "workers", None) is not None else int(args.device_obj.type == "cuda")
@@ -407,8 +412,8 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
             claim = _Claim(out, case.case_id)
             current, pending = pending, (pool.submit(load, todo[k + 1]) if k + 1 < len(todo) else None)
             try:
-                image = current.result()   # read while the previous case ran; the next one loads now
-                timings["read_s"] = round(time.perf_counter() - t0, 3)
+                image, prepared = current.result()  # read and preprocessed while the previous case ran
+                timings["read_s"] = round(time.perf_counter() - t0, 3)  # the wait for reading and preprocessing
                 if not claim.acquire():
                     log.info("%s: being processed by another run, skipped", case.case_id)
                     bar.update(1)
@@ -420,7 +425,7 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                     continue
                 bar.set_postfix_str(case.case_id)
                 t1 = time.perf_counter()
-                seg = segment_case(image, model, meta, args)
+                seg = segment_case(image, prepared, model, meta, args)
                 timings["network_s"] = round(time.perf_counter() - t1, 3)
                 job = (case, image, seg.labels, seg.probabilities[1].astype(np.float32, copy=False), seg.modality,
                        meta.get("name"), out, args.save_probabilities, measure_options(args))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .io import Volume
-from .preprocess import PreprocessConfig, invert, preprocess
+from .preprocess import PreprocessConfig, Prepared, invert, preprocess
 
 log = logging.getLogger("plexus")
 
@@ -32,7 +32,9 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @dataclass
 class Segmentation:
-    """Result of :func:`segment` on the input grid: ``labels`` (I, J, K) uint8, ``probabilities`` (C, I, J, K)."""
+    """Result of :func:`segment` on the input grid: ``labels`` (I, J, K) uint8 (the most probable class) and
+    ``probabilities`` (C, I, J, K) float32: the foreground classes resampled linearly, the background (class 0)
+    what they leave, so 1 outside the body the model grid was cropped to."""
 
     labels: Volume
     probabilities: np.ndarray | None
@@ -43,36 +45,69 @@ class Segmentation:
 @torch.no_grad()
 def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.device | None = None,
             modality: str | None = None, overlap: float | None = None, tta: bool | None = None,
-            keep_probabilities: bool = False) -> Segmentation:
+            keep_probabilities: bool = False, prepared: Prepared | None = None) -> Segmentation:
     """Segment ``vol`` (see module docstring).
 
     ``tta``: average with the left-right flipped prediction; ``None`` takes the model folder's default
-    (``metadata.json`` ``inference.tta``). ``overlap``: ``None`` takes the model's.
+    (``metadata.json`` ``inference.tta``). ``overlap``: ``None`` takes the model's. ``prepared``: ``vol`` already
+    preprocessed with the model's settings (``plexus infer`` does it while the case before is on the network).
     """
     from monai.inferers import sliding_window_inference
 
     device = device or next(model.parameters()).device
-    pre = PreprocessConfig.from_dict(meta["preprocess"])
-    prep = preprocess(vol, pre, modality)
+    prep = prepared or preprocess(vol, PreprocessConfig.from_dict(meta["preprocess"]), modality)
     inf = meta["inference"]
     x = prep.image[None].float().to(device)
     use_amp = device.type == "cuda"
     dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    stitch = stitch_device(device, tuple(x.shape[2:]), len(meta.get("outputs", {}).get("classes", {})) or 3)
 
     def run(inp):
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_amp):
             logits = sliding_window_inference(inp, roi_size=tuple(inf["patch_size"]), sw_batch_size=4, predictor=model,
                                               overlap=inf["overlap"] if overlap is None else overlap, mode="gaussian",
-                                              sw_device=device, device=torch.device("cpu"))
-        return torch.softmax(logits.float(), 1)
+                                              sw_device=device, device=stitch)
+        logits = torch.as_tensor(logits).float()
+        logits -= logits.amax(1, keepdim=True)     # softmax in place (a whole-body CT's logits are gigabytes)
+        logits.exp_()
+        return logits.div_(logits.sum(1, keepdim=True))
 
     prob = run(x)
     if inf.get("tta", False) if tta is None else tta:
-        prob = 0.5 * (prob + torch.flip(run(torch.flip(x, dims=[2])), dims=[2]))
-    back = invert(prep, prob[0], nearest=False)          # (C, I, J, K) on the input grid
+        prob.add_(torch.flip(run(torch.flip(x, dims=[2])), dims=[2])).mul_(0.5)
+    prob = prob.cpu()
+    # back on the input grid: the foreground classes, and the background as what they leave (the classes sum to
+    # one), which spares a third of the resampling of a large scan
+    back = np.empty((prob.shape[1], *vol.shape), dtype=np.float32)
+    invert(prep, prob[0, 1:], nearest=False, out=back[1:])
+    del prob
+    np.subtract(1.0, back[1:].sum(0), out=back[0])
+    np.clip(back[0], 0.0, 1.0, out=back[0])
     return Segmentation(vol.with_array(argmax_labels(back), kind="segmentation"),
-                        back.astype(np.float32, copy=False) if keep_probabilities else None, prep.modality,
-                        tuple(prep.image.shape[1:]))
+                        back if keep_probabilities else None, prep.modality, tuple(prep.image.shape[1:]))
+
+
+def stitch_device(device: torch.device, shape: tuple[int, int, int], n_classes: int, *,
+                  free_bytes: int | None = None) -> torch.device:
+    """Where the sliding windows are stitched: on the GPU when the whole output, its weights and the flipped pass
+    take under half of its free memory (stitching on the CPU costs more than the network on a GPU), else on the
+    CPU, so that a scan of any size needs only a window of GPU memory.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where the network runs.
+    shape : (3,) int
+        The model grid.
+    free_bytes : int, optional
+        Free GPU memory (default: ``torch.cuda.mem_get_info``).
+    """
+    if device.type != "cuda":
+        return device
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    need = 4 * int(np.prod(shape)) * (3 * n_classes + 1)  # float32 output, count map, the TTA pass, softmax
+    return device if need < 0.5 * free_bytes else torch.device("cpu")
 
 
 def argmax_labels(prob: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.inference import pick_device, segment
+from pipeline.inference import pick_device, segment, stitch_device
 from pipeline.io import reorient, write_image
 from pipeline.synth import PhantomConfig, generate_phantom, save_phantom
 from pipeline.train.model_io import load_model
@@ -31,6 +31,17 @@ def test_segmentation_is_on_the_input_grid(smoke_model, axcodes):
     assert seg.labels.array.dtype == np.uint8 and set(np.unique(seg.labels.array)) <= {0, 1, 2}
     assert seg.probabilities.shape == (3, *img.shape)
     np.testing.assert_allclose(seg.probabilities.sum(0), 1.0, atol=1e-3)
+    np.testing.assert_array_equal(seg.labels.array, seg.probabilities.argmax(0))  # the most probable class
+
+
+def test_windows_are_stitched_on_the_gpu_only_when_the_whole_output_fits():
+    import torch
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert stitch_device(cpu, (400, 400, 700), 3) == cpu
+    whole_body = (361, 361, 750)  # a 512 x 512 x 600 CT on the 0.8 mm grid: about 1 GB of float32 per class
+    assert stitch_device(gpu, whole_body, 3, free_bytes=130 * 2**30) == gpu
+    assert stitch_device(gpu, whole_body, 3, free_bytes=6 * 2**30) == cpu  # a small card: a window at a time
 
 
 def test_cuda_without_a_gpu_is_a_clear_error():

@@ -5,9 +5,11 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from pipeline.io import Volume, reorient
-from pipeline.preprocess import PreprocessConfig, guess_modality, invert, preprocess
+from pipeline.preprocess import PreprocessConfig, build_transform, guess_modality, invert, preprocess
+from pipeline.resample import resample
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,65 @@ def test_crop_removes_air_and_is_undone(ct):
     back = invert(prep, np.ones((1, *prep.image.shape[1:]), np.float32), nearest=True)[0]
     assert back.shape == arr.shape
     assert back[:pad - 5].sum() == 0 and back[pad:-pad, pad:-pad, pad:-pad].all()
+
+
+def _oblique(vol: Volume) -> Volume:
+    c, s = np.cos(0.2), np.sin(0.2)
+    rot = np.eye(4)
+    rot[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    return Volume(vol.array, rot @ vol.affine, dict(vol.meta))
+
+
+@pytest.mark.parametrize("case", ["RAS", "LPS-anisotropic", "PIR-MR", "oblique", "PSR-no-crop"])
+def test_inference_preprocessing_equals_the_training_transforms(ct, case):
+    """What the network sees at inference (arrays, :mod:`pipeline.resample`) is what MONAI's transforms gave it in
+    training, and :func:`invert` lands where MONAI's ``Invertd`` does."""
+    from monai.data import MetaTensor
+    from monai.transforms import Invertd
+
+    vol, cfg, modality = {
+        "RAS": (ct.image, PreprocessConfig(), "CT"),
+        "LPS-anisotropic": (reorient(Volume(ct.image.array, ct.image.affine @ np.diag([1.0, 1.0, 1.7, 1.0]),
+                                            dict(ct.image.meta)), "LPS"), PreprocessConfig(spacing=(0.9, 0.9, 0.9)), "CT"),
+        "PIR-MR": (reorient(ct.image, "PIR"), PreprocessConfig(spacing=(1.3, 1.3, 1.3)), "MR"),
+        "oblique": (_oblique(ct.image), PreprocessConfig(), "CT"),
+        "PSR-no-crop": (reorient(ct.image, "PSR"), PreprocessConfig(spacing=(0.7, 0.8, 1.1), crop_margin_mm=None), "CT"),
+    }[case]
+    transform = build_transform(cfg)
+    ref = transform({"image": MetaTensor(torch.from_numpy(np.ascontiguousarray(vol.array, np.float32)[None]),
+                                         affine=torch.as_tensor(vol.affine, dtype=torch.float64)),
+                     "modality": modality})["image"]
+    prep = preprocess(vol, cfg, modality)
+    assert tuple(prep.image.shape) == tuple(ref.shape)
+    np.testing.assert_allclose(prep.affine, ref.affine.numpy(), atol=1e-9)
+    np.testing.assert_allclose(prep.image.numpy(), ref.numpy(), atol=1e-5)
+    data = np.random.default_rng(0).random((2, *prep.image.shape[1:])).astype(np.float32)
+    monai_back = Invertd(keys="pred", transform=transform, orig_keys="image", nearest_interp=False, to_tensor=True)(
+        {"pred": MetaTensor(torch.from_numpy(data)), "image": ref})["pred"].numpy()
+    np.testing.assert_allclose(invert(prep, data, nearest=False), monai_back, atol=1e-5)
+
+
+def test_resampling_is_exact_on_a_lattice_and_holds_the_edge_beyond_it():
+    rng = np.random.default_rng(1)
+    a = rng.random((30, 20, 10)).astype(np.float32)
+    src = np.diag([1.2, 0.7, 2.0, 1.0])
+    src[:3, 3] = [5.0, -3.0, 1.0]
+    half = src @ np.diag([0.5, 0.5, 0.5, 1.0])  # every source voxel centre is one of its voxel centres
+    fine = resample(a, src, half, (59, 39, 19), order=1, threads=3)
+    np.testing.assert_allclose(fine[::2, ::2, ::2], a, atol=1e-6)
+    np.testing.assert_allclose(fine[1::2, 0, 0], 0.5 * (a[1:, 0, 0] + a[:-1, 0, 0]), atol=1e-6)
+    shifted = src.copy()
+    shifted[:3, 3] -= src[:3, :3] @ [2.0, 0.0, 0.0]  # two voxels before the first: edge values
+    out = resample(a, src, shifted, a.shape, order=0)
+    np.testing.assert_array_equal(out[:3], np.broadcast_to(a[0], (3, *a.shape[1:])))
+    with pytest.raises(ValueError, match="order"):
+        resample(a, src, src, a.shape, order=3)
+
+
+def test_an_image_with_nothing_above_the_threshold_keeps_its_whole_grid():
+    vol = Volume(np.full((20, 24, 28), -1000.0, np.float32), np.eye(4), {"modality": "CT"})
+    prep = preprocess(vol, PreprocessConfig(spacing=(1.0, 1.0, 1.0)))
+    assert tuple(prep.image.shape[1:]) == (20, 24, 28)
 
 
 def test_modality_guess_and_mr_normalisation():
