@@ -60,7 +60,8 @@ def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.de
     x = prep.image[None].float().to(device)
     use_amp = device.type == "cuda"
     dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    stitch = stitch_device(device, tuple(x.shape[2:]), len(meta.get("outputs", {}).get("classes", {})) or 3)
+    n_classes = len(meta.get("outputs", {}).get("classes", {})) or 3
+    stitch = stitch_device(device, tuple(x.shape[2:]), n_classes)
 
     def run(inp):
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_amp):
@@ -72,9 +73,12 @@ def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.de
         logits.exp_()
         return logits.div_(logits.sum(1, keepdim=True))
 
-    prob = run(x)
-    if inf.get("tta", False) if tta is None else tta:
-        prob.add_(torch.flip(run(torch.flip(x, dims=[2])), dims=[2])).mul_(0.5)
+    if x.numel() == 0:  # nothing in the scan above the background: no body, nothing to segment
+        prob = torch.zeros((1, n_classes, *x.shape[2:]))
+    else:
+        prob = run(x)
+        if inf.get("tta", False) if tta is None else tta:
+            prob.add_(torch.flip(run(torch.flip(x, dims=[2])), dims=[2])).mul_(0.5)
     prob = prob.cpu()
     # back on the input grid: the foreground classes, and the background as what they leave (the classes sum to
     # one), which spares a third of the resampling of a large scan

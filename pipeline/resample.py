@@ -59,14 +59,14 @@ def resample(array: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, 
 
     Returns
     -------
-    (shape) float32 ndarray; beyond the source's border, the values at its edge.
+    (shape) float32 ndarray, never ``array`` itself; beyond the source's border, the values at its edge.
     """
     if order not in (0, 1):
         raise ValueError(f"order: expected 0 or 1, got {order}")
     xform = np.linalg.solve(np.asarray(src_affine, np.float64), np.asarray(dst_affine, np.float64))
     shape = tuple(int(n) for n in shape)
     if shape == array.shape and np.allclose(xform, np.eye(4), atol=1e-6):
-        return np.asarray(array, dtype=np.float32)
+        return np.array(array, dtype=np.float32)  # a copy: callers may work on it in place
     m, t = xform[:3, :3], xform[:3, 3]
     matrix = np.diag(m) if np.allclose(m, np.diag(np.diag(m)), atol=1e-9) else m  # 1-D: the separable algorithm
     src = np.asarray(array, dtype=np.float32)

@@ -49,7 +49,9 @@ def test_labels_survive_a_round_trip_through_a_finer_grid(ct, axcodes):
 def test_identity_when_the_grid_already_matches(ct):
     vol = reorient(ct.image, "LPS")
     cfg = PreprocessConfig(spacing=tuple(float(s) for s in vol.spacing), orientation="LPS", crop_margin_mm=None)
+    before = vol.array.copy()
     prep = preprocess(vol, cfg)
+    np.testing.assert_array_equal(vol.array, before)  # the scan itself is left alone
     np.testing.assert_allclose(prep.affine, vol.affine, atol=1e-9)
     back = invert(prep, prep.image.numpy(), nearest=False)[0]
     np.testing.assert_allclose(back, prep.image.numpy()[0], atol=1e-6)
@@ -135,10 +137,12 @@ def test_resampling_is_exact_on_a_lattice_and_holds_the_edge_beyond_it():
         resample(a, src, src, a.shape, order=3)
 
 
-def test_an_image_with_nothing_above_the_threshold_keeps_its_whole_grid():
+def test_a_scan_of_air_crops_to_nothing_and_inverts_to_zeros():
     vol = Volume(np.full((20, 24, 28), -1000.0, np.float32), np.eye(4), {"modality": "CT"})
     prep = preprocess(vol, PreprocessConfig(spacing=(1.0, 1.0, 1.0)))
-    assert tuple(prep.image.shape[1:]) == (20, 24, 28)
+    assert prep.image.numel() == 0
+    back = invert(prep, np.zeros((2, *prep.image.shape[1:]), np.float32), nearest=False)
+    assert back.shape == (2, 20, 24, 28) and not back.any()
 
 
 def test_modality_guess_and_mr_normalisation():
