@@ -268,7 +268,7 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
     labels.meta["warnings"] = [*labels.meta.get("warnings", []), *_content_warnings(case, labels)]
     bone = None if vert is not None else labels.with_array((labels.array == 2).astype(np.uint8))  # levels from bone
     with ThreadPoolExecutor(1) as pool:  # the compressed volumes are written while the case is measured
-        volumes = pool.submit(_write_volumes, tmp, labels, prob if save_probabilities else None)
+        volumes = pool.submit(_write_network_outputs, tmp, labels, prob if save_probabilities else None)
         measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, bone=bone, options=options,
                         title=case.case_id)
         volumes.result()
@@ -279,7 +279,7 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
     (tmp / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
-def _write_volumes(tmp: Path, labels, prob) -> None:
+def _write_network_outputs(tmp: Path, labels, prob) -> None:
     """The label map on the input grid, and the plexus probability map when asked for."""
     write_image(labels, tmp / "segmentation.nii.gz")
     if prob is not None:

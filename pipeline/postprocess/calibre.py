@@ -30,7 +30,7 @@ from .centreline import CentrelineGraph
 JUNCTION, END, BORDER, EMPTY, MERGED = 1, 2, 4, 8, 16
 _IN_PLANE = np.zeros((3, 3, 3), bool)  # 4-connectivity within each section of a stack, none across
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
-_CHUNK_PIXELS = 2_000_000  # section pixels measured at once (memory: about 40 bytes each)
+_CHUNK_PIXELS = 2_000_000  # section pixels measured at once (memory: about 60 bytes each)
 FLAG_NAMES = {JUNCTION: "junction", END: "end", BORDER: "border", EMPTY: "empty", MERGED: "merged"}
 
 
