@@ -158,9 +158,9 @@ def normalise(arr: np.ndarray, modality: str, cfg: PreprocessConfig) -> np.ndarr
 def foreground_box(arr: np.ndarray, margin) -> tuple[slice, slice, slice]:
     """``CropForegroundd``'s box: voxels above 0.02, grown by ``margin`` voxels, inside the image; empty when
     nothing is above (a scan of air: there is nothing for the network to see)."""
-    box = []
+    box, fg = [], _foreground(arr)
     for axis in range(3):
-        hit = np.flatnonzero(_foreground(arr).any(axis=tuple(a for a in range(3) if a != axis)))
+        hit = np.flatnonzero(fg.any(axis=tuple(a for a in range(3) if a != axis)))
         if hit.size == 0:
             return (slice(0, 0),) * 3
         box.append(slice(max(int(hit[0]) - margin[axis], 0), min(int(hit[-1]) + 1 + margin[axis], arr.shape[axis])))
