@@ -44,3 +44,29 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+@contextlib.contextmanager
+def in_background(fn, *args) -> Iterator[None]:
+    """Run ``fn(*args)`` in a thread while the block runs (writers of compressed volumes: zlib releases the GIL).
+
+    Leaving the block always waits for ``fn`` to end, even through Ctrl-C or SIGTERM, so that nothing still
+    writes into a case folder that is about to be removed; then the block's exception, else ``fn``'s, is raised.
+    """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(fn, *args)
+    try:
+        yield
+    finally:
+        interrupted = None
+        while not future.done():
+            try:
+                wait([future])
+            except BaseException as exc:  # interrupted while waiting: finish waiting first, raise it after
+                interrupted = interrupted or exc
+        pool.shutdown()
+        if interrupted is not None:
+            raise interrupted
+    future.result()

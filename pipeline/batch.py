@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .atomic import write_text
+from .atomic import in_background, write_text
 from .errors import InputError, OutputError, PlexusError
 from .export.report import build_report
 from .io import _sniff, read_image, write_image
@@ -267,11 +267,9 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
     options = replace(options, vertebrae_convention="verse") if vert is not None else options
     labels.meta["warnings"] = [*labels.meta.get("warnings", []), *_content_warnings(case, labels)]
     bone = None if vert is not None else labels.with_array((labels.array == 2).astype(np.uint8))  # levels from bone
-    with ThreadPoolExecutor(1) as pool:  # the compressed volumes are written while the case is measured
-        volumes = pool.submit(_write_network_outputs, tmp, labels, prob if save_probabilities else None)
+    with in_background(_write_network_outputs, tmp, labels, prob if save_probabilities else None):
         measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, bone=bone, options=options,
                         title=case.case_id)
-        volumes.result()
     meas = json.loads((tmp / "measurements.json").read_text())
     meas.update({"case_id": case.case_id, "input": str(case.path), "modality": modality, "model": model_name,
                  "vertebrae": str(case.vertebrae) if case.vertebrae else None})

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import in_background
 from .export.qc import qc_picture
 from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
 from .export.tables import centerlines_dict, write_measurement_files
@@ -60,8 +60,7 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
     out = Path(out_dir)
     write_measurement_files(result, out)
     vertebrae = result.vertebrae if result.vertebrae is not None else vertebrae
-    with ThreadPoolExecutor(1) as pool:  # the compressed volumes are written meanwhile (zlib releases the GIL)
-        volumes = pool.submit(_write_volumes, out, mask, options.label, result.vertebrae, vertebrae)
+    with in_background(_write_volumes, out, mask, options.label, result.vertebrae, vertebrae):
         write_markups(out / "centerlines.mrk.json", result)
         write_vtp(out / "centerlines.vtp", result)
         pts = [b.points for b in result.branches]
@@ -74,7 +73,6 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
                                 for b in centerlines_dict(result)["branches"]],
                    calibre_rows=result.rows, title=f"{title or mask.path}: plexus calibre"
                    f" ({result.summary.get('levels_source', '')})")
-        volumes.result()
     for w in result.warnings:
         log.warning("warning: %s", w)
     return result
