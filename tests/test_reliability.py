@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.atomic import in_background
 from pipeline.cli import main
 from pipeline.errors import InputError
 from pipeline.io import read_image
@@ -225,6 +226,26 @@ def test_sigterm_mid_batch_cleans_up_and_a_rerun_finishes(scans, smoke_model_dir
     assert len(_complete(out)) < 3 and (out / "run.json").exists()
     assert main(["-q", "infer", *map(str, inputs), "-o", str(out), "--model", str(smoke_model_dir)]) == 0
     assert _complete(out) == {"case_RAS", "case_LPS", "case_PIR"}
+
+
+def test_an_interrupted_block_waits_for_its_background_writer_and_a_writer_error_is_raised():
+    done = []
+
+    def writer():
+        time.sleep(0.3)
+        done.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        with in_background(writer):
+            raise KeyboardInterrupt  # Ctrl-C while the case is measured: the writer ends before the folder goes
+    assert done == [True]
+
+    def failing():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        with in_background(failing):
+            pass
 
 
 def test_two_runs_on_one_output_folder_write_each_case_once(scans, smoke_model_dir, tmp_path):
