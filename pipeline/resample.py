@@ -71,7 +71,7 @@ def resample(array: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, 
     matrix = np.diag(m) if np.allclose(m, np.diag(np.diag(m)), atol=1e-9) else m  # 1-D: the separable algorithm
     src = np.asarray(array, dtype=np.float32)
     out = np.empty(shape, dtype=np.float32)
-    n = max(1, min(threads or len(os.sched_getaffinity(0)), 8, shape[0]))
+    n = max(1, min(threads or _cores(), 8, shape[0]))
     if out.size < 2_000_000:
         n = 1
     cuts = np.linspace(0, shape[0], n + 1).astype(int)
@@ -87,6 +87,11 @@ def resample(array: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, 
         with ThreadPoolExecutor(n) as pool:
             list(pool.map(slab, range(n)))
     return out
+
+
+def _cores() -> int:
+    """The cores this process may use (its affinity where the system tells it, as on Linux)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def orientation(affine: np.ndarray, axcodes: str) -> np.ndarray:

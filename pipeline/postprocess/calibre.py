@@ -116,11 +116,11 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
             outside = np.any((ijk < -0.5) | (ijk > shape[:, None, None, None] - 0.5), axis=0)
             v_lin = _sample(field, ijk.reshape(3, -1), 1).reshape(outside.shape)
             v_nn = _sample(field, ijk.reshape(3, -1), 0).reshape(outside.shape) if binary else None
-            sec = _sections(v_nn if binary else v_lin, v_lin, binary=binary, U=U, V=V, delta=delta, grow=grow,
-                            reach=np.maximum(r_edt[k0:k1], sp.max()), skip_lobes=(flags[k0:k1] & (JUNCTION | END)) > 0,
-                            outside=outside, threshold=threshold)
-            area[k0:k1], insc[k0:k1], shift[k0:k1] = sec[0], sec[1], sec[3]
-            flags[k0:k1] |= sec[2]
+            area[k0:k1], insc[k0:k1], chunk_flags, shift[k0:k1] = _sections(
+                v_nn if binary else v_lin, v_lin, binary=binary, U=U, V=V, delta=delta, grow=grow,
+                reach=np.maximum(r_edt[k0:k1], sp.max()), skip_lobes=(flags[k0:k1] & (JUNCTION | END)) > 0,
+                outside=outside, threshold=threshold)
+            flags[k0:k1] |= chunk_flags
         # re-centre clean points on their section's centroid (sub-voxel), smoothed along the branch
         ok = (flags & (JUNCTION | END | EMPTY | MERGED | BORDER)) == 0
         if ok.sum() >= 3:
