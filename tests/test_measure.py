@@ -11,6 +11,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.errors import InputError
 from pipeline.io import Volume, reorient, write_image
+from pipeline.postprocess.clean import drop_far_from_bone
 from pipeline.postprocess.measure import COLUMNS, MeasureOptions, measure
 from pipeline.synth import PhantomConfig, generate_phantom
 from pipeline.synth.vessels import CHANNELS
@@ -141,6 +142,29 @@ def test_cli_measure_writes_every_file(tmp_path):
            if r["median_diameter_mm"]}
     assert set(truth) <= set(got)
     assert np.mean([abs(got[k] - truth[k]) for k in truth]) < 0.15
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.6, 0.8, 2.5)])
+def test_parts_are_kept_exactly_when_some_voxel_comes_within_the_gap(spacing):
+    """The coarse-then-exact distance gives the same parts as a full distance transform, right at the limit."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    shape = (70, 60, 40)
+    def blobs(sigma, z):  # smooth noise above z standard deviations
+        f = ndimage.gaussian_filter(rng.random(shape), sigma)
+        return (f - f.mean()) / f.std() > z
+
+    bone, mask = blobs(4, 1.8), blobs(1.5, 2.2)
+    mask &= ~bone
+    dist = ndimage.distance_transform_edt(~bone, sampling=spacing)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    gaps = ndimage.minimum(dist, labels, np.arange(1, n + 1))
+    limit = float(np.median(gaps))  # half the parts on either side, many near the limit
+    expect = np.isin(labels, np.arange(1, n + 1)[gaps <= limit])
+    kept, n_dropped, _ = drop_far_from_bone(mask, bone, spacing=spacing, max_gap_mm=limit)
+    assert n_dropped == int((gaps > limit).sum()) > 0
+    np.testing.assert_array_equal(kept, expect)
 
 
 def test_parts_of_the_mask_far_from_any_vertebra_are_dropped_with_a_warning(phantom, result):
