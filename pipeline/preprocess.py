@@ -91,6 +91,29 @@ class Prepared:
     box: tuple[slice, slice, slice]
 
 
+def _reachable(src_shape, src_affine, dst_affine, dst_shape, lo, hi) -> tuple[slice, slice, slice] | None:
+    """The box of the grid (``dst_affine``, ``dst_shape``) whose samples of a source padded with one plane of zeros
+    (on the sides flagged in ``lo``, ``hi``) can be non-zero; the whole grid for an oblique pair; ``None`` when no
+    voxel can."""
+    xform = np.linalg.solve(src_affine, dst_affine)
+    m = xform[:3, :3]
+    if not np.allclose(m, np.diag(np.diag(m)), atol=1e-9):
+        return tuple(slice(0, n) for n in dst_shape)
+    box = []
+    for a in range(3):
+        coord = np.diag(m)[a] * np.arange(dst_shape[a]) + xform[a, 3]  # source voxel coordinate along the axis
+        ok = np.ones(dst_shape[a], bool)
+        if lo[a]:
+            ok &= coord > 0.0 - 1e-6                          # past the plane of zeros (with a rounding margin)
+        if hi[a]:
+            ok &= coord < src_shape[a] - 1 + 1e-6
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            return None
+        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(box)
+
+
 def guess_modality(vol: Volume) -> str:
     """'CT' or 'MR' from metadata, else from intensities (CT has air near -1000 HU and negative fat)."""
     m = vol.meta.get("modality")
@@ -158,13 +181,16 @@ def normalise(arr: np.ndarray, modality: str, cfg: PreprocessConfig) -> np.ndarr
 def foreground_box(arr: np.ndarray, margin) -> tuple[slice, slice, slice]:
     """``CropForegroundd``'s box: voxels above 0.02, grown by ``margin`` voxels, inside the image; empty when
     nothing is above (a scan of air: there is nothing for the network to see)."""
-    box, fg = [], _foreground(arr)
-    for axis in range(3):
-        hit = np.flatnonzero(fg.any(axis=tuple(a for a in range(3) if a != axis)))
-        if hit.size == 0:
-            return (slice(0, 0),) * 3
-        box.append(slice(max(int(hit[0]) - margin[axis], 0), min(int(hit[-1]) + 1 + margin[axis], arr.shape[axis])))
-    return tuple(box)
+    fg = _foreground(arr)
+    slow = int(np.argmax([abs(s) for s in fg.strides]))  # two passes over the volume, along its memory order
+    plane = fg.any(axis=slow)
+    rest = [a for a in range(3) if a != slow]
+    hits = {slow: np.flatnonzero(fg.any(axis=tuple(rest))),
+            rest[0]: np.flatnonzero(plane.any(axis=1)), rest[1]: np.flatnonzero(plane.any(axis=0))}
+    if hits[slow].size == 0:
+        return (slice(0, 0),) * 3
+    return tuple(slice(max(int(hits[a][0]) - margin[a], 0), min(int(hits[a][-1]) + 1 + margin[a], arr.shape[a]))
+                 for a in range(3))
 
 
 def preprocess(vol: Volume, cfg: PreprocessConfig, modality: str | None = None) -> Prepared:
@@ -180,7 +206,10 @@ def preprocess(vol: Volume, cfg: PreprocessConfig, modality: str | None = None) 
         box = foreground_box(img, [int(np.ceil(cfg.crop_margin_mm / s)) for s in cfg.spacing])
     affine = grid_affine.copy()
     affine[:3, 3] = grid_affine[:3, :3] @ [b.start for b in box] + grid_affine[:3, 3]
-    image = torch.from_numpy(np.ascontiguousarray(img[box]))[None]
+    crop = img[box]
+    if crop.size < 0.5 * img.size:  # a view would keep the whole grid alive; a large crop stays a view (the
+        crop = np.ascontiguousarray(crop)  # network reads it window by window; a transposing copy costs seconds)
+    image = torch.from_numpy(crop)[None]
     return Prepared(image, affine, vol.shape, vol.affine.copy(), modality, ornt, grid_affine, grid_shape, box)
 
 
@@ -200,15 +229,30 @@ def invert(prep: Prepared, data: np.ndarray | torch.Tensor, *, nearest: bool,
     if arr.ndim != 4 or tuple(arr.shape[1:]) != tuple(prep.image.shape[1:]):
         raise ValueError(f"data: expected (C, {', '.join(map(str, prep.image.shape[1:]))}), got {tuple(arr.shape)}")
     oriented = reoriented_affine(prep.input_affine, prep.input_shape, prep.ornt)
-    oriented_shape = nib.orientations.apply_orientation(np.empty(prep.input_shape, np.int8), prep.ornt).shape
-    inv = nib.orientations.ornt_transform(nib.orientations.io_orientation(oriented),  # back to the input's storage
-                                          nib.orientations.io_orientation(prep.input_affine))
     out = np.empty((len(arr), *prep.input_shape), dtype=np.float32) if out is None else out
-    full = np.zeros(prep.grid_shape, dtype=np.float32)
+    # The model grid is the crop box in zeros (MONAI's Invertd pads it so). The box plus one plane of zeros where it
+    # stops short of the grid's edge gives exactly the same samples (beyond the grid: its edge values, which are
+    # the box's own where the box reaches the edge, else zeros), without the whole grid; and input voxels that
+    # can only see those zeros are not sampled at all.
+    lo = np.array([int(b.start > 0) for b in prep.box])
+    hi = np.array([int(b.stop < n) for b, n in zip(prep.box, prep.grid_shape)])
+    src_affine = prep.grid_affine.copy()
+    src_affine[:3, 3] = prep.grid_affine[:3, :3] @ (np.array([b.start for b in prep.box]) - lo) + prep.grid_affine[:3, 3]
+    inner = tuple(slice(a, a + n) for a, n in zip(lo, arr.shape[1:]))
+    src = np.zeros(np.array(arr.shape[1:]) + lo + hi, np.float32) if arr[0].size else None  # reused: its zero
+    oriented_shape = nib.orientations.apply_orientation(out[0], prep.ornt).shape
+    sub = _reachable(src.shape, src_affine, oriented, oriented_shape, lo, hi) if src is not None else None  # planes stay
     for c in range(len(arr)):  # one channel at a time: a whole-body CT's probabilities are gigabytes
-        full[prep.box] = arr[c]
-        back = resample(full, prep.grid_affine, oriented, oriented_shape, order=0 if nearest else 1)
-        out[c] = nib.orientations.apply_orientation(back, inv)
+        view = nib.orientations.apply_orientation(out[c], prep.ornt)  # out[c] in the model's axis order
+        if not np.shares_memory(view, out[c]):
+            raise RuntimeError("invert: the reoriented output is not a view")  # nibabel flips and transposes
+        out[c].fill(0.0)  # in memory order: touching a fresh array's pages in strided slabs is several times slower
+        if sub is None:
+            continue
+        src[inner] = arr[c]  # (np.pad is several times slower)
+        dst = oriented.copy()
+        dst[:3, 3] = oriented[:3, :3] @ [b.start for b in sub] + oriented[:3, 3]
+        resample(src, src_affine, dst, [b.stop - b.start for b in sub], order=0 if nearest else 1, out=view[sub])
     if arr.dtype.kind in "iub":
         return np.rint(out).astype(np.int64)
     return out

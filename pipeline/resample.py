@@ -42,7 +42,7 @@ def model_grid(affine: np.ndarray, shape: tuple[int, int, int], spacing) -> tupl
 
 
 def resample(array: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, shape, *, order: int = 1,
-             threads: int | None = None) -> np.ndarray:
+             threads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """``array`` on the grid of ``src_affine`` sampled at the voxel centres of the grid (``dst_affine``, ``shape``).
 
     Parameters
@@ -56,21 +56,37 @@ def resample(array: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, 
         Nearest-neighbour or linear interpolation.
     threads : int, optional
         Slabs resampled at once (default: the cores this process may use, at most 8).
+    out : (shape) float32 ndarray, optional
+        Where to write the result (any strides, e.g. a view into a larger volume); returned.
 
     Returns
     -------
-    (shape) float32 ndarray, never ``array`` itself; beyond the source's border, the values at its edge.
+    (shape) float32 ndarray, never ``array`` itself; beyond the source's border, the values at its edge. Its memory
+    order follows the source's (a Fortran-ordered source gives a Fortran-ordered result).
     """
     if order not in (0, 1):
         raise ValueError(f"order: expected 0 or 1, got {order}")
+    if out is not None and (tuple(out.shape) != tuple(int(n) for n in shape) or out.dtype != np.float32):
+        raise ValueError(f"out: expected a float32 array of shape {tuple(shape)}, got {out.dtype} {out.shape}")
+    perm = [int(a) for a in np.argsort([-abs(st) for st in array.strides], kind="stable")]
+    if array.ndim == 3 and perm != [0, 1, 2]:  # NIfTI arrays (Fortran order), transposed views: walk the source in
+        q = np.eye(4)[:, perm + [3]]           # its memory order (3-4 times faster), both grids' voxel axes permuted
+        res = resample(array.transpose(perm), np.asarray(src_affine) @ q, np.asarray(dst_affine) @ q,
+                       [int(shape[a]) for a in perm], order=order, threads=threads,
+                       out=None if out is None else out.transpose(perm))
+        return out if out is not None else res.transpose(np.argsort(perm))  # in the caller's axis order
     xform = np.linalg.solve(np.asarray(src_affine, np.float64), np.asarray(dst_affine, np.float64))
     shape = tuple(int(n) for n in shape)
     if shape == array.shape and np.allclose(xform, np.eye(4), atol=1e-6):
-        return np.array(array, dtype=np.float32)  # a copy: callers may work on it in place
+        if out is None:
+            return np.array(array, dtype=np.float32)  # a copy: callers may work on it in place
+        out[...] = array
+        return out
     m, t = xform[:3, :3], xform[:3, 3]
     matrix = np.diag(m) if np.allclose(m, np.diag(np.diag(m)), atol=1e-9) else m  # 1-D: the separable algorithm
-    src = np.asarray(array, dtype=np.float32)
-    out = np.empty(shape, dtype=np.float32)
+    # integers are sampled as they are stored (exact in float32 anyway): no float copy of a large scan
+    src = array if array.dtype.kind in "iu" and array.dtype.itemsize <= 2 else np.asarray(array, dtype=np.float32)
+    out = np.empty(shape, dtype=np.float32) if out is None else out
     n = max(1, min(threads or _cores(), 8, shape[0]))
     if out.size < 2_000_000:
         n = 1

@@ -91,7 +91,17 @@ def _oblique(vol: Volume) -> Volume:
     return Volume(vol.array, rot @ vol.affine, dict(vol.meta))
 
 
-@pytest.mark.parametrize("case", ["RAS", "LPS-anisotropic", "PIR-MR", "oblique", "PSR-no-crop"])
+def _stored(vol: Volume, how: str) -> Volume:
+    """The same voxels in another memory layout: Fortran-ordered int16 (as NIfTI files are read), or a view of an
+    array stored in another axis order."""
+    a = np.asarray(vol.array)
+    arr = (np.asfortranarray(np.rint(a).astype(np.int16)) if how == "fortran-int16"
+           else np.ascontiguousarray(a.transpose(2, 0, 1)).transpose(1, 2, 0))
+    return Volume(arr, vol.affine, dict(vol.meta))
+
+
+@pytest.mark.parametrize("case", ["RAS", "LPS-anisotropic", "PIR-MR", "oblique", "PSR-no-crop",
+                                  "RAS-fortran-int16", "oblique-strided-view"])
 def test_inference_preprocessing_equals_the_training_transforms(ct, case):
     """What the network sees at inference (arrays, :mod:`pipeline.resample`) is what MONAI's transforms gave it in
     training, and :func:`invert` lands where MONAI's ``Invertd`` does."""
@@ -105,7 +115,11 @@ def test_inference_preprocessing_equals_the_training_transforms(ct, case):
         "PIR-MR": (reorient(ct.image, "PIR"), PreprocessConfig(spacing=(1.3, 1.3, 1.3)), "MR"),
         "oblique": (_oblique(ct.image), PreprocessConfig(), "CT"),
         "PSR-no-crop": (reorient(ct.image, "PSR"), PreprocessConfig(spacing=(0.7, 0.8, 1.1), crop_margin_mm=None), "CT"),
+        "RAS-fortran-int16": (_stored(ct.image, "fortran-int16"), PreprocessConfig(spacing=(0.9, 1.1, 1.3)), "CT"),
+        "oblique-strided-view": (_stored(_oblique(ct.image), "view"), PreprocessConfig(spacing=(0.8, 1.0, 1.2)), "CT"),
     }[case]
+    if case.startswith("RAS-fortran"):
+        assert np.isfortran(vol.array)
     transform = build_transform(cfg)
     ref = transform({"image": MetaTensor(torch.from_numpy(np.ascontiguousarray(vol.array, np.float32)[None]),
                                          affine=torch.as_tensor(vol.affine, dtype=torch.float64)),
@@ -135,6 +149,52 @@ def test_resampling_is_exact_on_a_lattice_and_holds_the_edge_beyond_it():
     np.testing.assert_array_equal(out[:3], np.broadcast_to(a[0], (3, *a.shape[1:])))
     with pytest.raises(ValueError, match="order"):
         resample(a, src, src, a.shape, order=3)
+
+
+@pytest.mark.parametrize("layout", ["C", "Fortran", "transposed-view"])
+def test_resampling_follows_the_memory_order_and_writes_into_a_view(layout):
+    """Any memory layout of the source gives the same samples (walked in memory order, axes permuted inside), and
+    ``out=`` fills a strided window of a larger volume without touching the rest."""
+    rng = np.random.default_rng(2)
+    a = rng.random((24, 31, 17)).astype(np.float32)
+    src = np.array([[0.9, 0.05, 0.0, 2.0], [0.0, 1.1, 0.0, -1.0], [0.0, 0.1, 1.7, 3.0], [0, 0, 0, 1]])
+    dst = np.diag([0.8, 1.3, 1.1, 1.0])
+    dst[:3, 3] = [1.0, 0.5, 2.0]
+    ref = resample(a, src, dst, (26, 19, 23), order=1)
+    stored = {"C": a, "Fortran": np.asfortranarray(a),
+              "transposed-view": np.ascontiguousarray(a.transpose(1, 2, 0)).transpose(2, 0, 1)}[layout]
+    np.testing.assert_allclose(resample(stored, src, dst, (26, 19, 23), order=1), ref, atol=1e-6)
+    big = np.full((30, 25, 40), 7.0, np.float32)
+    window = big[2:28, 3:22, 10:33]
+    assert resample(stored, src, dst, (26, 19, 23), order=1, out=window) is window
+    np.testing.assert_allclose(window, ref, atol=1e-6)
+    assert (big[:2] == 7).all() and (big[:, :, :10] == 7).all() and (big[:, 22:] == 7).all()
+    with pytest.raises(ValueError, match="out"):
+        resample(a, src, dst, (26, 19, 23), out=np.zeros((26, 19, 22), np.float32))
+
+
+@pytest.mark.parametrize("nearest", [False, True])
+def test_inverse_from_the_box_alone_equals_the_zero_padded_grid(nearest):
+    """:func:`invert` samples the crop box (plus a plane of zeros where it stops short of the grid's edge) and only
+    the input voxels that can see it; the result equals resampling the whole grid with the box in zeros, for a
+    body that reaches some edges of the field and not others, stored LPS on an anisotropic grid."""
+    from pipeline.resample import reoriented_affine
+
+    arr = np.full((40, 36, 30), -1000.0, np.float32)
+    arr[:25, 8:30, 12:] = 40.0  # reaches the first x and the last z edge
+    vol = reorient(Volume(arr, np.diag([0.9, 1.2, 1.6, 1.0]), {"modality": "CT"}), "LPS")
+    prep = preprocess(vol, PreprocessConfig(spacing=(1.1, 0.9, 1.3), crop_margin_mm=3.0))
+    assert any(b.start == 0 for b in prep.box) and any(b.start > 0 for b in prep.box)
+    data = np.random.default_rng(3).random((2, *prep.image.shape[1:])).astype(np.float32)
+    full = np.zeros((2, *prep.grid_shape), np.float32)
+    full[(slice(None), *prep.box)] = data
+    oriented = reoriented_affine(prep.input_affine, prep.input_shape, prep.ornt)
+    shape = nib.orientations.apply_orientation(np.empty(prep.input_shape), prep.ornt).shape
+    back = nib.orientations.ornt_transform(nib.orientations.io_orientation(oriented),
+                                           nib.orientations.io_orientation(prep.input_affine))
+    ref = np.stack([nib.orientations.apply_orientation(
+        resample(f, prep.grid_affine, oriented, shape, order=0 if nearest else 1), back) for f in full])
+    np.testing.assert_allclose(invert(prep, data, nearest=nearest), ref, atol=1e-6)
 
 
 def test_a_scan_of_air_crops_to_nothing_and_inverts_to_zeros():

@@ -84,14 +84,16 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
         ax.imshow(arr[:, :, z].T, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, aspect=sp[1] / sp[0])
         if m is not None:
             ax.contour(m[:, :, z].T, [0.5], colors="red", linewidths=0.8)
-        ax.set_title(f"axial z={aff[2, 3] + z * sp[2]:.0f} mm")
+        # titles at a fixed height: matplotlib's automatic title placement measures every tick label (a sixth of
+        # the picture's time), and no axes here has labels above it
+        ax.set_title(f"axial z={aff[2, 3] + z * sp[2]:.0f} mm", y=1.0)
         ax.invert_xaxis()  # radiological convention: patient's right on the left of the picture
         ax.set_axis_off()
     ax = fig.add_subplot(gs[1, 1])
     ax.imshow(arr[cx].T, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, aspect=sp[2] / sp[1])
     if m is not None:
         ax.contour(m[cx].T, [0.5], colors="red", linewidths=0.8)
-    ax.set_title("sagittal (anterior right)")
+    ax.set_title("sagittal (anterior right)", y=1.0)
     ax.set_axis_off()
     ax = fig.add_subplot(gs[:, 2])
     _coronal(ax, arr, aff, m, centerlines)
@@ -122,7 +124,7 @@ def _coronal(ax, arr, aff, m, centerlines) -> None:
         title = "coronal projection of the plexus mask\n"
     ax.set_xlim(ext[1], ext[0])
     ax.set_aspect("equal")
-    ax.set_title(title + " (patient's right on the left)")
+    ax.set_title(title + " (patient's right on the left)", y=1.0)
     ax.set_xlabel("x (mm, RAS)")
     ax.set_ylabel("z (mm, RAS)")
 
@@ -144,7 +146,7 @@ def _chart(ax, rows: list[dict]) -> None:
     ax.set_yticks(range(len(levels)), levels)
     ax.invert_yaxis()
     ax.set_xlabel("median diameter (mm)")
-    ax.set_title("calibre per level")
+    ax.set_title("calibre per level", y=1.0)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)
