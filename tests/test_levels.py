@@ -74,6 +74,22 @@ def test_sacrum_anchors_the_names_in_any_storage(axcodes, spacing):
     assert (vmap[ras.array > 0] > 0).mean() > 0.95  # posterior elements are labelled with their body
 
 
+def test_bone_far_from_the_canal_is_no_vertebra():
+    """A model's "bone" far out (the skin of a whole-body field of view) takes no level in the vertebra map, and the
+    bodies found do not change; the spine's own posterior elements keep theirs."""
+    vol, _ = _spine(4, 70, -60, 150, (1.0, 1.0, 1.0))
+    ref, (_, s_ref, idx_ref) = _named(vol)
+    arr = np.pad(vol.array, ((0, 0), (0, 60), (0, 0)))  # the field grown 60 mm to the front (y up to 140 mm)
+    arr[40:50, 180:185, 80:120] = 1   # a plate 100-105 mm in front of the canal: not a vertebra
+    far = np.zeros(arr.shape, bool)
+    far[40:50, 180:185, 80:120] = True
+    named, (ras, s, idx) = _named(Volume(arr, vol.affine, dict(vol.meta)))
+    assert named.names == ref.names and named.s_range == ref.s_range
+    assert len(idx) == len(idx_ref) and not far[tuple(idx.T)].any()
+    vmap = vertebra_map(ras.shape, idx, s, named)
+    assert not vmap[far].any() and (vmap[(arr > 0) & ~far] > 0).mean() > 0.95
+
+
 def test_six_lumbar_vertebrae_on_request():
     named, _ = _named(_spine(4, 70, -60, 150)[0], lumbar_count=6)
     assert named.names == ["L3", "L4", "L5", "L6", "S1"]
@@ -303,3 +319,19 @@ def _named_along(ph, bone, vol):
     frame = spine_frame(vol.array, vol.affine)
     bodies, s, idx = find_bodies(bone, vol.affine, frame)
     return name_bodies(bodies, field_extent(vol.shape, vol.affine, frame)), (s, idx)
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 26])
+def test_nearest_body_by_binary_search_equals_the_full_table(k):
+    """Each voxel's nearest body centre along the axis, found by a binary search, equals the argmin of the full
+    voxels x bodies table, ties (a voxel half-way, two bodies at one position) going to the first body."""
+    from pipeline.postprocess.vertebrae import _nearest
+
+    rng = np.random.default_rng(k)
+    centres = rng.normal(size=k) * 60.0
+    if k > 1:
+        centres[1] = centres[0]
+    s = rng.normal(size=20000) * 90.0
+    s[:50] = centres[rng.integers(0, k, 50)]
+    s[50:100] = 0.5 * (centres[0] + centres[-1])
+    np.testing.assert_array_equal(_nearest(s, centres), np.argmin(np.abs(s[:, None] - centres[None]), axis=1))

@@ -243,9 +243,6 @@ def _levels_from_bone(bone: Volume, frame, opt: MeasureOptions):
         hint = (name, float(frame.s[int(np.argmin(np.abs(frame.centre[:, 2] - z)))]))
     named = name_bodies(bodies, field_extent(bone.shape, bone.affine, frame), lumbar_count=opt.lumbar_count,
                         hint=hint)
-    if len(idx) < int(mask.sum()):  # subsampled: label every voxel
-        idx = np.argwhere(mask)
-        s_all = frame.project((bone.affine[:3, :3] @ idx.T).T + bone.affine[:3, 3])[2]
     arr = vertebra_map(bone.shape, idx, s_all, named)
     return bone.with_array(arr, kind="vertebrae", convention="verse"), named
 

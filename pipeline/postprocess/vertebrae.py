@@ -13,7 +13,7 @@
    (the dens of C2 rising through the atlas) and ends free in the field, is C1 above C2, counted downwards. When
    both the sacrum and C2 are in view the sacrum names the levels and a warning says if the two counts disagree.
    With no anchor, levels are not guessed: every body is ``NA`` and a warning says why.
-3. **Map.** Every bone voxel takes the body nearest along the spine axis, so the map written
+3. **Map.** Every bone voxel within 90 mm of the canal axis takes the body nearest along the spine axis, so the map written
    (``vertebrae.nii.gz``, VerSe ids) holds whole vertebrae, posterior elements included, and the whole sacrum
    below S1 (VerSe 26).
 """
@@ -47,7 +47,8 @@ class NamedBodies:
 
 
 def find_bodies(bone: np.ndarray, affine: np.ndarray, frame: CanalFrame, *, min_body_mm: float = 8.0,
-                max_voxels: int = 3_000_000) -> tuple[list[tuple[float, float]], np.ndarray, np.ndarray]:
+                max_voxels: int = 3_000_000,
+                reach_mm: float = 90.0) -> tuple[list[tuple[float, float]], np.ndarray, np.ndarray]:
     """Vertebral bodies of a bone mask along the canal axis.
 
     Parameters
@@ -62,18 +63,25 @@ def find_bodies(bone: np.ndarray, affine: np.ndarray, frame: CanalFrame, *, min_
     Returns
     -------
     bodies : list of (s_caudal, s_cranial) in mm, cranial first.
-    s_all : (N,) axis positions of the bone voxels used; idx : (N, 3) their voxel indices.
+    s_all : (N,) axis positions of the bone voxels within ``reach_mm`` of the canal axis (no part of a vertebra
+    lies farther: a spinous process ends some 70 mm behind the canal; a model's "bone" at the skin of a
+    whole-body field of view does); idx : (N, 3) their voxel indices.
+
+    The profile takes at most ``max_voxels`` evenly spread voxels (a whole-spine mask holds millions).
     """
     idx = np.argwhere(bone)
-    if len(idx) > max_voxels:  # subsample huge masks (positions only feed a profile)
-        idx = idx[:: int(np.ceil(len(idx) / max_voxels))]
     if len(idx) == 0:
         return [], np.zeros(0), idx
     world = (affine[:3, :3] @ idx.T).T + affine[:3, 3]
-    u, v, s = frame.project(world)
+    u, v, s_all = frame.project(world)  # every voxel once: the vertebra map labels them all
+    near = np.hypot(u, v) <= reach_mm
+    if not near.all():
+        idx, u, v, s_all = idx[near], u[near], v[near], s_all[near]
+    step = max(1, int(np.ceil(len(idx) / max_voxels)))
+    u, v, s = u[::step], v[::step], s_all[::step]
     body = (v > 10.0) & (v < 70.0) & (np.abs(u) < 35.0)
     if body.sum() < 50:
-        return [], s, idx
+        return [], s_all, idx
     lo, hi = np.floor(s[body].min()) - 2, np.ceil(s[body].max()) + 3
     hist, edges = np.histogram(s[body], bins=np.arange(lo, hi, 1.0))
     prof = gaussian_filter1d(hist.astype(float), 1.0)
@@ -92,7 +100,7 @@ def find_bodies(bone: np.ndarray, affine: np.ndarray, frame: CanalFrame, *, min_
             k = j
         else:
             k += 1
-    return sorted(bodies, key=lambda b: -b[1]), s, idx
+    return sorted(bodies, key=lambda b: -b[1]), s_all, idx
 
 
 def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float], *, lumbar_count: int = 5,
@@ -175,7 +183,7 @@ def vertebra_map(shape: tuple[int, int, int], idx: np.ndarray, s: np.ndarray, na
         return out
     ids = np.array([k for k, _ in keep], dtype=np.uint8)
     centres = np.array([c for _, c in keep])
-    nearest = np.argmin(np.abs(s[:, None] - centres[None, :]), axis=1)
+    nearest = _nearest(s, centres)
     gap = float(np.median(np.abs(np.diff(centres)))) if len(centres) > 1 else 30.0
     ok = np.abs(s - centres[nearest]) <= 0.75 * gap
     ends = [b for nm, b in zip(named.names, named.s_range) if nm != "NA"]
@@ -186,6 +194,19 @@ def vertebra_map(shape: tuple[int, int, int], idx: np.ndarray, s: np.ndarray, na
         ok &= s >= min(a for a, _ in ends) - 0.3 * gap
     out[tuple(idx[ok].T)] = ids[nearest[ok]]
     return out
+
+
+def _nearest(s: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """``argmin(|s[:, None] - centres|, axis=1)`` (the first centre on ties) by a binary search of the sorted
+    centres: no (N, K) table for the millions of voxels of a whole spine."""
+    order = np.lexsort((np.arange(len(centres)), centres))  # by position, then index
+    first = np.r_[True, centres[order][1:] != centres[order][:-1]]  # a repeated position: its first centre
+    order = order[first]
+    cs = centres[order]
+    j = np.searchsorted(cs, s)
+    below, above = order[np.clip(j - 1, 0, len(cs) - 1)], order[np.clip(j, 0, len(cs) - 1)]
+    db, da = np.abs(s - centres[below]), np.abs(s - centres[above])
+    return np.where((db < da) | ((db == da) & (below < above)), below, above)
 
 
 def field_extent(shape: tuple[int, int, int], affine: np.ndarray, frame: CanalFrame) -> tuple[float, float]:
