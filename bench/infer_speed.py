@@ -30,7 +30,7 @@ import torch
 
 from common import ROOT, git_rev, machine, update_doc
 
-from pipeline.batch import run_batch
+from pipeline.batch import default_workers, run_batch
 from pipeline.inference import pick_device, stitch_device
 from pipeline.io import Volume, read_image, write_image
 from pipeline.preprocess import PreprocessConfig, preprocess
@@ -149,7 +149,7 @@ def main() -> None:
             print(f"repeat {r + 1}: bare network {net:.2f} s, end to end {total:.2f} s/case, ratio {total / net:.2f}x")
     med = statistics.median
     mean = {k: med(row[k] for row in stage_rows) for k in stage_rows[0]}
-    workers = args.workers if args.workers is not None else int(device.type == "cuda")
+    workers = args.workers if args.workers is not None else default_workers(device)
     table = (f"| input | device | workers | bare network (s) | plexus infer end to end (s/case) | ratio | "
              f"read+preprocess wait / network+inverse / measure+export (s/case) | peak GPU memory |\n"
              f"|---|---|---|---|---|---|---|---|\n| {what}, {args.cases} case(s) | "

@@ -100,6 +100,16 @@ def test_missing_model_folder_is_a_clear_error(scans, tmp_path, capsys):
     assert code == 2 and "not a model folder" in capsys.readouterr().err
 
 
+def test_default_workers_none_on_cpu_and_one_per_three_spare_cores_on_gpu():
+    import torch
+
+    from pipeline.batch import default_workers
+
+    assert default_workers(torch.device("cpu"), cores=64) == 0
+    gpu = torch.device("cuda")  # a device object only: nothing runs on it
+    assert [default_workers(gpu, cores=n) for n in (1, 2, 4, 8, 16, 64)] == [1, 1, 1, 2, 4, 4]
+
+
 def test_worker_processes_give_the_same_outputs(scans, smoke_model_dir, tmp_path):
     inputs = [scans / "case_RAS.nii.gz", scans / "case_PIR.nii.gz"]
     assert _infer([*inputs, "-o", tmp_path / "inline", "--workers", "0"], smoke_model_dir) == 0

