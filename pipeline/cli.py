@@ -267,8 +267,8 @@ def _add_infer(sub) -> None:
     p.add_argument("--shard", type=_shard, metavar="K/N", help="process only shard K of N (1-based) of the cases, "
                    "for job arrays writing into one output folder; then run 'plexus summarize OUT_DIR'")
     p.add_argument("--workers", type=int, help="processes measuring and exporting while the network runs on the "
-                   "next case (default on GPU: one per three cores beyond two, 1 to 4; 0 on CPU, where they would only compete "
-                   "for the cores)")
+                   "next case (default on GPU: one per three cores beyond two, 1 to 4; 0 on CPU, where they "
+                   "would only compete for the cores)")
     p.set_defaults(func=_run_infer)
 
 

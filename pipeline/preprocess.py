@@ -237,11 +237,15 @@ def invert(prep: Prepared, data: np.ndarray | torch.Tensor, *, nearest: bool,
     lo = np.array([int(b.start > 0) for b in prep.box])
     hi = np.array([int(b.stop < n) for b, n in zip(prep.box, prep.grid_shape)])
     src_affine = prep.grid_affine.copy()
-    src_affine[:3, 3] = prep.grid_affine[:3, :3] @ (np.array([b.start for b in prep.box]) - lo) + prep.grid_affine[:3, 3]
+    start = np.array([b.start for b in prep.box]) - lo  # the padded box's first voxel on the model grid
+    src_affine[:3, 3] = prep.grid_affine[:3, :3] @ start + prep.grid_affine[:3, 3]
+    if len(arr) == 0:
+        return out
     inner = tuple(slice(a, a + n) for a, n in zip(lo, arr.shape[1:]))
-    src = np.zeros(np.array(arr.shape[1:]) + lo + hi, np.float32) if arr[0].size else None  # reused: its zero
+    # one padded source for every channel (its planes of zeros stay zero); None when the crop is empty (air)
+    src = np.zeros(np.array(arr.shape[1:]) + lo + hi, np.float32) if arr[0].size else None
     oriented_shape = nib.orientations.apply_orientation(out[0], prep.ornt).shape
-    sub = _reachable(src.shape, src_affine, oriented, oriented_shape, lo, hi) if src is not None else None  # planes stay
+    sub = _reachable(src.shape, src_affine, oriented, oriented_shape, lo, hi) if src is not None else None
     for c in range(len(arr)):  # one channel at a time: a whole-body CT's probabilities are gigabytes
         view = nib.orientations.apply_orientation(out[c], prep.ornt)  # out[c] in the model's axis order
         if not np.shares_memory(view, out[c]):

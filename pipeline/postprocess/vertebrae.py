@@ -13,9 +13,9 @@
    (the dens of C2 rising through the atlas) and ends free in the field, is C1 above C2, counted downwards. When
    both the sacrum and C2 are in view the sacrum names the levels and a warning says if the two counts disagree.
    With no anchor, levels are not guessed: every body is ``NA`` and a warning says why.
-3. **Map.** Every bone voxel within 90 mm of the canal axis takes the body nearest along the spine axis, so the map written
-   (``vertebrae.nii.gz``, VerSe ids) holds whole vertebrae, posterior elements included, and the whole sacrum
-   below S1 (VerSe 26).
+3. **Map.** Every bone voxel within 90 mm of the canal axis takes the body nearest along the spine axis, so the
+   map written (``vertebrae.nii.gz``, VerSe ids) holds whole vertebrae, posterior elements included, and the whole
+   sacrum below S1 (VerSe 26).
 """
 
 from __future__ import annotations
