@@ -9,7 +9,7 @@ the network dominates; on 2 CPU cores reported as measured). Paired repeats (``-
 
 ``--full-spine``: the issue's GPU case instead, a CT of 512 x 512 x 600 voxels (0.7 x 0.7 x 1.25 mm, C1 to the
 sacrum inside a body of 320 x 240 mm); generated once (about a minute, 5 GB) and kept in ``--cache``; the
-``--cases`` case files are hard links to that one scan (the same input each time, read and decompressed each time).
+``--cases`` case files are links to that one scan (the same input each time, read and decompressed each time).
 
 Usage: ``python bench/infer_speed.py [--model models/plexus_phantom] [--device auto] [--cases 1] [--repeats 3]
 [--workers N] [--full-spine [--cache DIR]] [--no-doc]``
@@ -112,7 +112,10 @@ def main() -> None:
             scan = full_spine_scan(args.cache / "full_spine_ct_512x512x600.nii.gz")
             for k in range(args.cases):
                 files.append(Path(tmp) / f"full_spine_{k}.nii.gz")
-                os.link(scan, files[-1])
+                try:
+                    os.link(scan, files[-1])
+                except OSError:  # another file system
+                    os.symlink(scan.resolve(), files[-1])
             image = read_image(scan)
             preps.append(preprocess(image, pre).image)
             shape, what = image.shape, f"full-spine CT phantom {'x'.join(map(str, image.shape))} at 0.7 x 0.7 x 1.25 mm"
