@@ -118,7 +118,7 @@ def main() -> None:
                     os.symlink(scan.resolve(), files[-1])
             image = read_image(scan)
             preps.append(preprocess(image, pre).image)
-            shape, what = image.shape, f"full-spine CT phantom {'x'.join(map(str, image.shape))} at 0.7 x 0.7 x 1.25 mm"
+            what = f"full-spine CT phantom {'x'.join(map(str, image.shape))} at 0.7 x 0.7 x 1.25 mm"
             del image
         else:
             for k in range(args.cases):
@@ -126,8 +126,7 @@ def main() -> None:
                                                     fov_lr=55, fov_back=50, fov_front=60))
                 files.append(write_image(ph.image, Path(tmp) / f"lumbar_{k}.nii.gz"))
                 preps.append(preprocess(ph.image, pre).image)
-                shape = ph.image.shape
-            what = f"lumbar CT phantom {'x'.join(map(str, shape))} at 0.8 mm"
+            what = f"lumbar CT phantom {'x'.join(map(str, ph.image.shape))} at 0.8 mm"
         bare_network(preps[0], model, meta, device)  # warm-up: first-call allocations are no part of either figure
         ns = argparse.Namespace(model=args.model, device=args.device, vertebrae=None, modality="auto", series=None,
                                 overlap=None, tta=None, save_probabilities=False, overwrite=True,
