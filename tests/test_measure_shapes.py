@@ -143,3 +143,16 @@ def test_clean_equals_a_plain_labelling_on_random_masks(seed):
     np.testing.assert_array_equal(out, ref | hole)
     assert rep.removed_volume_mm3 == pytest.approx(float((m & ~ref).sum() * vox))
     assert rep.filled_volume_mm3 == pytest.approx(float(hole.sum() * vox))
+
+
+def test_a_mask_is_told_from_a_probability_map_in_any_memory_order():
+    from pipeline.postprocess.calibre import _is_binary
+
+    rng = np.random.default_rng(4)
+    mask = (rng.random((60, 50, 400)) > 0.7).astype(np.float32)  # 6 M voxels: several blocks
+    prob = np.clip(mask * rng.uniform(0.4, 1.0, mask.shape), 0, 1).astype(np.float32)
+    assert _is_binary(mask) and _is_binary(np.asfortranarray(mask)) and _is_binary(np.zeros((3, 4, 5), np.float32))
+    assert not _is_binary(prob) and not _is_binary(np.asfortranarray(prob))
+    sparse = np.zeros((60, 50, 400), np.float32)
+    sparse[-1, -1, -3:] = [1.0, 1.0, 0.6]  # the only positives lie in the last block
+    assert not _is_binary(sparse)

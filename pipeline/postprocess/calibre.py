@@ -83,7 +83,7 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
     # A binary mask is sampled nearest-neighbour: the section of the voxelised vessel, whose area averaged
     # along the vessel is unbiased (voxel volume / length); linear interpolation would shave the corners.
     # A probability map is interpolated linearly and its fractions integrated.
-    binary = bool(np.isin(field[field > 0][:10000], (1.0,)).all())
+    binary = _is_binary(field)
     grow = max(1, int(np.ceil(2 * sp.max() / delta)))  # blurred partial-volume tails reach ~2 voxels out
     radii = []
     typical: dict[int, list[float]] = {}
@@ -131,6 +131,22 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
             b.points = pts + sh[:, :1] * e1 + sh[:, 1:] * e2
         b.data.update(area_mm2=area, inscribed_diameter_mm=insc, radius_edt_mm=r_edt, flags=flags,
                       diameter_mm=_smoothed_diameter(pts, area, flags, max(window_mm, 5 * float(sp.max())), closed))
+
+
+def _is_binary(field: np.ndarray, n: int = 10_000) -> bool:
+    """Whether the first ``n`` positive values of ``field`` (in memory order) are all 1: a mask, not a
+    probability map. Read in blocks: a whole-spine field is tens of millions of voxels."""
+    flat = field.ravel(order="K")
+    seen = 0
+    for start in range(0, flat.size, 1 << 20):
+        block = flat[start:start + (1 << 20)]
+        pos = block[block > 0][: n - seen]
+        if pos.size and not (pos == 1.0).all():
+            return False
+        seen += pos.size
+        if seen >= n:
+            break
+    return True
 
 
 def _sample(field: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
