@@ -41,16 +41,21 @@ def write_segmentation(path: str | Path, mask: Volume, *, label: int = 1, verteb
     """Slicer segmentation: segment 1 "Epidural venous plexus" (+ one per vertebra), on the mask's grid."""
     import slicerio
 
-    labels = (np.asarray(mask.array) == label).astype(np.uint8)
+    plexus = np.asarray(mask.array) == label
+    labels = plexus.view(np.uint8)
     segments = [{"id": "plexus", "name": "Epidural venous plexus", "labelValue": 1, "layer": 0,
                  "color": list(PLEXUS_RGB), "terminology": {**_CONTEXT, "category": ["SCT", "85756007", "Tissue"],
                                                              "type": ["SCT", "59820001", "Blood vessel"]}}]
     if vertebrae is not None:
         vert = np.asarray(vertebrae.array)
-        present = [int(v) for v in np.unique(vert) if v in VERSE_NAMES and v > 0]
+        if vert.dtype.kind not in "iu" or (vert.size and vert.min() < 0):  # ids as non-negative integers
+            vert = np.where(vert > 0, np.rint(vert), 0).astype(np.int64)
+        present = [int(v) for v in _labels_present(vert) if v in VERSE_NAMES and v > 0]
+        value_of = np.zeros(max(int(vert.max()) + 1, 256) if vert.size else 256, dtype=np.uint8)
+        value_of[present] = 2 + np.arange(len(present))  # one pass for every vertebra: a whole spine has 26
+        labels = np.where(plexus, np.uint8(1), value_of[vert])
         for k, vid in enumerate(present):
             value = 2 + k
-            labels[(vert == vid) & (labels == 0)] = value
             name = VERSE_NAMES[vid]
             shade = 0.55 + 0.4 * (k % 2)
             segments.append({"id": f"vertebra_{name}", "name": f"{name} vertebra", "labelValue": value, "layer": 0,
@@ -63,6 +68,15 @@ def write_segmentation(path: str | Path, mask: Volume, *, label: int = 1, verteb
     with atomic_path(path) as tmp:
         slicerio.write_segmentation(str(tmp), seg, compression_level=1)  # labelmaps compress well anyway
     return Path(path)
+
+
+def _labels_present(labels: np.ndarray) -> np.ndarray:
+    """The sorted values of a label map (``np.unique``, three times faster for 8-bit maps: no sort)."""
+    if labels.dtype != np.uint8:
+        return np.unique(labels)
+    seen = np.zeros(256, dtype=bool)
+    seen[labels.ravel(order="K")] = True
+    return np.flatnonzero(seen)
 
 
 def curves(result: MeasureResult) -> list[dict]:
