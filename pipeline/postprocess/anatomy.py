@@ -108,11 +108,11 @@ def spine_frame(labels: np.ndarray, affine: np.ndarray, *, step_mm: float = 1.0,
     Levels are counted along this axis when a vertebra map is given: it follows the real vertebrae even where
     the plexus found is poor (coarse or unusual scans), unlike the canal frame estimated from the plexus.
     """
-    ids = [int(i) for i in np.unique(labels) if i > 0 and level_name(int(i)) != NA]
+    step = max(1, int(round(np.cbrt(labels.size / 2e6))))
+    sub = labels[::step, ::step, ::step]  # centroids from about 2 M voxels; a level absent from them has none
+    ids = [int(i) for i in np.unique(sub) if i > 0 and level_name(int(i)) != NA]
     if len(ids) < 2:
         return None
-    step = max(1, int(round(np.cbrt(labels.size / 2e6))))
-    sub = labels[::step, ::step, ::step]
     cents = []
     for i in sorted(ids, key=lambda i: -level_rank(level_name(i))):  # caudal first: s grows cranially
         idx = np.argwhere(sub == i) * step
@@ -154,13 +154,15 @@ def classify_branch(points: np.ndarray, flags: np.ndarray, frame: CanalFrame, *,
 def vertebra_axis_positions(labels: np.ndarray, affine: np.ndarray, frame: CanalFrame | None) -> dict[str, float]:
     """Axis position ``s`` (mm) of each vertebral body centroid of a VerSe label map."""
     out: dict[str, float] = {}
-    ids = [i for i in np.unique(labels) if i > 0]
-    if frame is None or not ids:
+    if frame is None:
         return out
     step = max(1, int(round(np.cbrt(labels.size / 2e6))))  # subsample big maps for speed
     sub = labels[::step, ::step, ::step]
     idx = np.argwhere(sub > 0) * step
     lab = sub[sub > 0]
+    ids = list(np.unique(lab))  # a level absent from the subsample would have no voxel to place it
+    if not ids:
+        return out
     world = (affine[:3, :3] @ idx.T).T + affine[:3, 3]
     u, v, s = frame.project(world)
     uses = {}
