@@ -82,7 +82,7 @@ def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.de
     prob = prob.cpu()
     # back on the input grid: the foreground classes, and the background as what they leave (the classes sum to
     # one), which spares a third of the resampling of a large scan
-    back = _planes(prob.shape[1], vol.array)
+    back = np.empty((prob.shape[1], *vol.shape), dtype=np.float32)
     invert(prep, prob[0, 1:], nearest=False, out=back[1:])
     del prob
     np.subtract(1.0, back[1:].sum(0), out=back[0])
@@ -114,21 +114,11 @@ def stitch_device(device: torch.device, shape: tuple[int, int, int], n_classes: 
     return device if need < 0.5 * free_bytes else torch.device("cpu")
 
 
-def _planes(n: int, like: np.ndarray) -> np.ndarray:
-    """An empty (n, I, J, K) float32 array whose planes have the memory order of ``like`` (Fortran for NIfTI
-    scans): the label map and probabilities then write to NIfTI without a transposing copy (6 times faster for a
-    whole-body CT), and sampling into them costs the same."""
-    if np.isfortran(like):
-        return np.empty((n, *like.shape[::-1]), dtype=np.float32).transpose(0, 3, 2, 1)
-    return np.empty((n, *like.shape), dtype=np.float32)
-
-
 def argmax_labels(prob: np.ndarray) -> np.ndarray:
     """``prob.argmax(0)`` as uint8 (the first class on ties), by C - 1 comparisons: several times faster than
-    NumPy's strided argmax over the class axis of a (C, I, J, K) volume. The labels keep the planes' memory
-    order."""
-    labels = np.zeros_like(prob[0], dtype=np.uint8)
-    best = prob[0].copy(order="K")
+    NumPy's strided argmax over the class axis of a (C, I, J, K) volume."""
+    labels = np.zeros(prob.shape[1:], dtype=np.uint8)
+    best = prob[0].copy()
     for c in range(1, len(prob)):
         labels[prob[c] > best] = c
         np.maximum(best, prob[c], out=best)

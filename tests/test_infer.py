@@ -121,25 +121,3 @@ def test_worker_processes_give_the_same_outputs(scans, smoke_model_dir, tmp_path
     run = json.loads((tmp_path / "pool" / "run.json").read_text())
     assert set(run["timings"]) == {"case_RAS", "case_PIR"}
     assert all("postprocess_s" in t and "network_s" in t for t in run["timings"].values())
-
-
-@pytest.mark.parametrize("case", ["case_RAS", "case_PIR"])
-def test_outputs_keep_the_scans_memory_order_and_values(scans, smoke_model_dir, case):
-    """A NIfTI scan is read Fortran-ordered; its label map and probabilities come back in that order (they then
-    write without a transposing copy), with the same values as from a C-ordered copy of the scan."""
-    import torch
-
-    from pipeline.inference import segment
-    from pipeline.io import Volume
-    from pipeline.train.model_io import load_model
-
-    model, meta = load_model(smoke_model_dir, torch.device("cpu"))
-    vol = read_image(scans / f"{case}.nii.gz")
-    assert np.isfortran(vol.array)
-    f = segment(vol, model, meta, keep_probabilities=True)
-    c = segment(Volume(np.ascontiguousarray(vol.array), vol.affine, dict(vol.meta)), model, meta,
-                keep_probabilities=True)
-    assert np.isfortran(f.labels.array) and np.isfortran(f.probabilities[1])
-    assert c.labels.array.flags["C_CONTIGUOUS"] and c.probabilities.flags["C_CONTIGUOUS"]
-    np.testing.assert_array_equal(f.labels.array, c.labels.array)
-    np.testing.assert_allclose(f.probabilities, c.probabilities, atol=1e-6)

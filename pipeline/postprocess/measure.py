@@ -243,7 +243,7 @@ def _levels_from_bone(bone: Volume, frame, opt: MeasureOptions):
         hint = (name, float(frame.s[int(np.argmin(np.abs(frame.centre[:, 2] - z)))]))
     named = name_bodies(bodies, field_extent(bone.shape, bone.affine, frame), lumbar_count=opt.lumbar_count,
                         hint=hint)
-    arr = vertebra_map(bone.shape, idx, s_all, named, order="F" if np.isfortran(mask) else "C")
+    arr = vertebra_map(bone.shape, idx, s_all, named)
     return bone.with_array(arr, kind="vertebrae", convention="verse"), named
 
 

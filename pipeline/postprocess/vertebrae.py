@@ -175,11 +175,9 @@ def _axis_column(bodies: list[tuple[float, float]], field_s: tuple[float, float]
     return None
 
 
-def vertebra_map(shape: tuple[int, int, int], idx: np.ndarray, s: np.ndarray, named: NamedBodies, *,
-                 order: str = "C") -> np.ndarray:
-    """VerSe label map: every bone voxel (``idx``, axis positions ``s``) takes the nearest named body along s.
-    ``order``: its memory order (that of the scan: a NIfTI file then writes without a transposing copy)."""
-    out = np.zeros(shape, dtype=np.uint8, order=order)
+def vertebra_map(shape: tuple[int, int, int], idx: np.ndarray, s: np.ndarray, named: NamedBodies) -> np.ndarray:
+    """VerSe label map: every bone voxel (``idx``, axis positions ``s``) takes the nearest named body along s."""
+    out = np.zeros(shape, dtype=np.uint8)
     keep = [(NAME_TO_VERSE[nm], 0.5 * (a + b)) for nm, (a, b) in zip(named.names, named.s_range) if nm != "NA"]
     if not keep or len(idx) == 0:
         return out
