@@ -329,9 +329,9 @@ def default_workers(device, cores: int | None = None) -> int:
     some 10 s of measurement, against a few seconds of network."""
     if device.type != "cuda":
         return 0
-    from .resample import _cores
+    from .resample import available_cores
 
-    return max(1, min(4, ((cores if cores is not None else _cores()) - 2) // 3))
+    return max(1, min(4, ((cores if cores is not None else available_cores()) - 2) // 3))
 
 
 def measure_options(args):

@@ -27,7 +27,7 @@ from monai.transforms import (
 )
 
 from .io import Volume
-from .resample import model_grid, orientation, reoriented_affine, resample
+from .resample import model_grid, orientation, reachable_box, reoriented_affine, resample
 
 
 @dataclass(frozen=True)
@@ -89,29 +89,6 @@ class Prepared:
     grid_affine: np.ndarray
     grid_shape: tuple[int, int, int]
     box: tuple[slice, slice, slice]
-
-
-def _reachable(src_shape, src_affine, dst_affine, dst_shape, lo, hi) -> tuple[slice, slice, slice] | None:
-    """The box of the grid (``dst_affine``, ``dst_shape``) whose samples of a source padded with one plane of zeros
-    (on the sides flagged in ``lo``, ``hi``) can be non-zero; the whole grid for an oblique pair; ``None`` when no
-    voxel can."""
-    xform = np.linalg.solve(src_affine, dst_affine)
-    m = xform[:3, :3]
-    if not np.allclose(m, np.diag(np.diag(m)), atol=1e-9):
-        return tuple(slice(0, n) for n in dst_shape)
-    box = []
-    for a in range(3):
-        coord = np.diag(m)[a] * np.arange(dst_shape[a]) + xform[a, 3]  # source voxel coordinate along the axis
-        ok = np.ones(dst_shape[a], bool)
-        if lo[a]:
-            ok &= coord > 0.0 - 1e-6                          # past the plane of zeros (with a rounding margin)
-        if hi[a]:
-            ok &= coord < src_shape[a] - 1 + 1e-6
-        idx = np.flatnonzero(ok)
-        if idx.size == 0:
-            return None
-        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
-    return tuple(box)
 
 
 def guess_modality(vol: Volume) -> str:
@@ -245,7 +222,7 @@ def invert(prep: Prepared, data: np.ndarray | torch.Tensor, *, nearest: bool,
     # one padded source for every channel (its planes of zeros stay zero); None when the crop is empty (air)
     src = np.zeros(np.array(arr.shape[1:]) + lo + hi, np.float32) if arr[0].size else None
     oriented_shape = nib.orientations.apply_orientation(out[0], prep.ornt).shape
-    sub = _reachable(src.shape, src_affine, oriented, oriented_shape, lo, hi) if src is not None else None
+    sub = reachable_box(src.shape, src_affine, oriented, oriented_shape, lo, hi) if src is not None else None
     for c in range(len(arr)):  # one channel at a time: a whole-body CT's probabilities are gigabytes
         view = nib.orientations.apply_orientation(out[c], prep.ornt)  # out[c] in the model's axis order
         if not np.shares_memory(view, out[c]):

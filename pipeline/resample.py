@@ -66,28 +66,28 @@ def resample(array: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, 
     """
     if order not in (0, 1):
         raise ValueError(f"order: expected 0 or 1, got {order}")
-    if out is not None and (tuple(out.shape) != tuple(int(n) for n in shape) or out.dtype != np.float32):
-        raise ValueError(f"out: expected a float32 array of shape {tuple(shape)}, got {out.dtype} {out.shape}")
+    shape = tuple(int(n) for n in shape)
+    if out is not None and (tuple(out.shape) != shape or out.dtype != np.float32):
+        raise ValueError(f"out: expected a float32 array of shape {shape}, got {out.dtype} {out.shape}")
     perm = [int(a) for a in np.argsort([-abs(st) for st in array.strides], kind="stable")]
     if array.ndim == 3 and perm != [0, 1, 2]:  # NIfTI arrays (Fortran order), transposed views: walk the source in
         q = np.eye(4)[:, perm + [3]]           # its memory order (3-4 times faster), both grids' voxel axes permuted
         res = resample(array.transpose(perm), np.asarray(src_affine) @ q, np.asarray(dst_affine) @ q,
-                       [int(shape[a]) for a in perm], order=order, threads=threads,
+                       [shape[a] for a in perm], order=order, threads=threads,
                        out=None if out is None else out.transpose(perm))
         return out if out is not None else res.transpose(np.argsort(perm))  # in the caller's axis order
     xform = np.linalg.solve(np.asarray(src_affine, np.float64), np.asarray(dst_affine, np.float64))
-    shape = tuple(int(n) for n in shape)
     if shape == array.shape and np.allclose(xform, np.eye(4), atol=1e-6):
         if out is None:
             return np.array(array, dtype=np.float32)  # a copy: callers may work on it in place
         out[...] = array
         return out
     m, t = xform[:3, :3], xform[:3, 3]
-    matrix = np.diag(m) if np.allclose(m, np.diag(np.diag(m)), atol=1e-9) else m  # 1-D: the separable algorithm
+    matrix = np.diag(m) if _axis_aligned(m) else m  # 1-D: the separable algorithm
     # integers are sampled as they are stored (exact in float32 anyway): no float copy of a large scan
     src = array if array.dtype.kind in "iu" and array.dtype.itemsize <= 2 else np.asarray(array, dtype=np.float32)
     out = np.empty(shape, dtype=np.float32) if out is None else out
-    n = max(1, min(threads or _cores(), 8, shape[0]))
+    n = max(1, min(threads or available_cores(), 8, shape[0]))
     if out.size < 2_000_000:
         n = 1
     cuts = np.linspace(0, shape[0], n + 1).astype(int)
@@ -105,7 +105,35 @@ def resample(array: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, 
     return out
 
 
-def _cores() -> int:
+def _axis_aligned(m: np.ndarray) -> bool:
+    """Whether the (3, 3) voxel-to-voxel matrix between two grids is diagonal (no rotation between them)."""
+    return bool(np.allclose(m, np.diag(np.diag(m)), atol=1e-9))
+
+
+def reachable_box(src_shape, src_affine, dst_affine, dst_shape, lo, hi) -> tuple[slice, slice, slice] | None:
+    """The box of the grid (``dst_affine``, ``dst_shape``) whose samples of a source padded with one plane of zeros
+    (on the sides flagged in ``lo``, ``hi``) can be non-zero; the whole grid for an oblique pair; ``None`` when no
+    voxel can."""
+    xform = np.linalg.solve(src_affine, dst_affine)
+    m = xform[:3, :3]
+    if not _axis_aligned(m):
+        return tuple(slice(0, n) for n in dst_shape)
+    box = []
+    for a in range(3):
+        coord = np.diag(m)[a] * np.arange(dst_shape[a]) + xform[a, 3]  # source voxel coordinate along the axis
+        ok = np.ones(dst_shape[a], bool)
+        if lo[a]:
+            ok &= coord > 0.0 - 1e-6                          # past the plane of zeros (with a rounding margin)
+        if hi[a]:
+            ok &= coord < src_shape[a] - 1 + 1e-6
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            return None
+        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(box)
+
+
+def available_cores() -> int:
     """The cores this process may use (its affinity where the system tells it, as on Linux)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
