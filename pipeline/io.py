@@ -28,6 +28,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .layout import fortran_order
 
 log = logging.getLogger("plexus")
 
@@ -449,7 +450,7 @@ def write_image(vol: Volume, path: str | Path, *, header: dict | None = None) ->
 
 
 def _write_nifti(vol: Volume, path: Path) -> None:
-    img = nib.Nifti1Image(np.asarray(vol.array), vol.affine)
+    img = nib.Nifti1Image(fortran_order(vol.array), vol.affine)  # NIfTI is Fortran order: no slow transposing write
     img.set_qform(vol.affine, code=1)
     img.set_sform(vol.affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
@@ -465,13 +466,13 @@ def _write_nrrd(vol: Volume, path: Path, extra: dict) -> None:
     header = {"space": "left-posterior-superior", "space directions": lps[:3, :3].T,
               "space origin": lps[:3, 3], "kinds": ["domain"] * 3, "encoding": "gzip"}
     header.update(extra)
-    nrrd.write(str(path), np.asarray(vol.array), header, index_order="F")
+    nrrd.write(str(path), fortran_order(vol.array), header, index_order="F", compression_level=1)
 
 
 def _write_metaimage(vol: Volume, path: Path) -> None:
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(vol.array, (2, 1, 0))))
+    img = sitk.GetImageFromArray(np.transpose(fortran_order(vol.array), (2, 1, 0)))  # C order of (k, j, i)
     lps = LPS_TO_RAS @ vol.affine
     sp = np.linalg.norm(lps[:3, :3], axis=0)
     img.SetSpacing(tuple(float(s) for s in sp))

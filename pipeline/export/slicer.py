@@ -15,6 +15,7 @@ import numpy as np
 
 from ..atomic import atomic_path, write_text
 from ..io import Volume
+from ..layout import fortran_order
 from ..levels import NA, VERSE_NAMES
 from ..postprocess.measure import MeasureResult
 
@@ -62,7 +63,7 @@ def write_segmentation(path: str | Path, mask: Volume, *, label: int = 1, verteb
                              "color": [shade, shade * 0.95, shade * 0.8],
                              "terminology": {**_CONTEXT, "category": ["SCT", "123037004", "Anatomical Structure"],
                                              "type": _REGION_TYPE[name[0]]}})
-    seg = {"voxels": labels, "ijkToLPS": RAS_TO_LPS @ mask.affine, "segments": segments,
+    seg = {"voxels": fortran_order(labels), "ijkToLPS": RAS_TO_LPS @ mask.affine, "segments": segments,
            "containedRepresentationNames": ["Binary labelmap"], "masterRepresentation": "Binary labelmap",
            "encoding": "gzip"}
     with atomic_path(path) as tmp:
@@ -129,7 +130,11 @@ def markups_dict(result: MeasureResult, *, step: int = 2) -> dict:
 
 
 def write_markups(path: str | Path, result: MeasureResult) -> Path:
-    write_text(path, json.dumps(markups_dict(result), indent=1))
+    """The Slicer Markups JSON of :func:`markups_dict`, one curve per line (the whole file indented goes through
+    Python's slow pure-Python encoder: a whole spine has tens of thousands of control points)."""
+    doc = markups_dict(result)
+    body = ",\n".join(json.dumps(m) for m in doc["markups"])
+    write_text(path, f'{{"@schema": {json.dumps(doc["@schema"])},\n"markups": [\n{body}\n]}}\n')
     return Path(path)
 
 

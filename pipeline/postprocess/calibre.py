@@ -1,6 +1,6 @@
 """Vessel calibre at every centreline point, in the plane orthogonal to the local tangent.
 
-For each point the mask (or a probability map) is sampled on a fine square grid (a fifth of the smallest
+For each point the mask (or a probability map) is sampled on a fine square grid (a quarter of the smallest
 voxel) in the orthogonal plane, in world mm, so any storage orientation and anisotropic voxels are handled.
 A binary mask is sampled nearest-neighbour: the section of the voxelised vessel, whose area averaged along the
 vessel equals voxel volume / length and so carries no bias; a probability map is interpolated linearly and
@@ -31,6 +31,7 @@ JUNCTION, END, BORDER, EMPTY, MERGED = 1, 2, 4, 8, 16
 _IN_PLANE = np.zeros((3, 3, 3), bool)  # 4-connectivity within each section of a stack, none across
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 _CHUNK_PIXELS = 2_000_000  # section pixels measured at once (memory: about 60 bytes each)
+_POOL: ThreadPoolExecutor | None = None
 FLAG_NAMES = {JUNCTION: "junction", END: "end", BORDER: "border", EMPTY: "empty", MERGED: "merged"}
 
 
@@ -134,12 +135,13 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
 
 
 def _is_binary(field: np.ndarray, n: int = 10_000) -> bool:
-    """Whether the first ``n`` positive values of ``field`` (in memory order) are all 1: a mask, not a
-    probability map. Read in blocks: a whole-spine field is tens of millions of voxels."""
-    flat = field.ravel(order="K")
+    """Whether the first ``n`` positive values of ``field`` (slab by slab along the first axis) are all 1: a mask,
+    not a probability map. Read in slabs of about a million voxels, without copying the field (a whole-spine field
+    is tens of millions of voxels, and may be a strided view)."""
     seen = 0
-    for start in range(0, flat.size, 1 << 20):
-        block = flat[start:start + (1 << 20)]
+    step = max(1, (1 << 20) // max(int(np.prod(field.shape[1:])), 1))
+    for start in range(0, field.shape[0], step):
+        block = field[start:start + step]
         pos = block[block > 0][: n - seen]
         if pos.size and not (pos == 1.0).all():
             return False
@@ -155,11 +157,18 @@ def _sample(field: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
     if half < 10_000:
         return ndimage.map_coordinates(field, coords, order=order, mode="constant", cval=0.0)
     out = np.empty(coords.shape[1], dtype=field.dtype)
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda sl: ndimage.map_coordinates(field, coords[:, sl], output=out[sl], order=order,
-                                                         mode="constant", cval=0.0),
-                      (slice(0, half), slice(half, None))))
+    list(_pool().map(lambda sl: ndimage.map_coordinates(field, coords[:, sl], output=out[sl], order=order,
+                                                        mode="constant", cval=0.0),
+                     (slice(0, half), slice(half, None))))
     return out
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The two sampling threads, started once per process (a whole spine samples a few hundred stacks)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(2, thread_name_prefix="plexus-calibre")
+    return _POOL
 
 
 def _label(stack: np.ndarray) -> tuple[np.ndarray, int]:

@@ -143,7 +143,9 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     graph = extract_centrelines(cleaned, aff, distance_mm=dist, prune_ratio=opt.prune_ratio,
                                 prune_min_mm=opt.prune_min_mm, smooth_mm=opt.smooth_mm, step_mm=opt.step_mm)
     t2 = time.perf_counter()
-    field_ = probabilities.array.astype(np.float32) if probabilities is not None else cleaned.astype(np.float32)
+    # the probabilities as they are (a view of the crop: no copy of a whole spine's field)
+    field_ = (np.asarray(probabilities.array, dtype=np.float32) if probabilities is not None
+              else cleaned.astype(np.float32))
     measure_calibre(graph, field_, aff, distance_mm=dist, window_mm=opt.window_mm)
     t3 = time.perf_counter()
     pts = np.concatenate([b.points for b in graph.branches]) if graph.branches else np.zeros((0, 3))
