@@ -52,43 +52,72 @@ def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.de
     (``metadata.json`` ``inference.tta``). ``overlap``: ``None`` takes the model's. ``prepared``: ``vol`` already
     preprocessed with the model's settings (``plexus infer`` does it while the case before is on the network).
     """
-    from monai.inferers import sliding_window_inference
-
     device = device or next(model.parameters()).device
     prep = prepared or preprocess(vol, PreprocessConfig.from_dict(meta["preprocess"]), modality)
-    inf = meta["inference"]
-    x = prep.image[None].float().to(device)
-    use_amp = device.type == "cuda"
-    dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    n_classes = len(meta.get("outputs", {}).get("classes", {})) or 3
-    stitch = stitch_device(device, tuple(x.shape[2:]), n_classes)
-
-    def run(inp):
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_amp):
-            logits = sliding_window_inference(inp, roi_size=tuple(inf["patch_size"]), sw_batch_size=4, predictor=model,
-                                              overlap=inf["overlap"] if overlap is None else overlap, mode="gaussian",
-                                              sw_device=device, device=stitch)
-        logits = torch.as_tensor(logits).float()
-        logits -= logits.amax(1, keepdim=True)     # softmax in place (a whole-body CT's logits are gigabytes)
-        logits.exp_()
-        return logits.div_(logits.sum(1, keepdim=True))
-
-    if x.numel() == 0:  # nothing in the scan above the background: no body, nothing to segment
-        prob = torch.zeros((1, n_classes, *x.shape[2:]))
-    else:
-        prob = run(x)
-        if inf.get("tta", False) if tta is None else tta:
-            prob.add_(torch.flip(run(torch.flip(x, dims=[2])), dims=[2])).mul_(0.5)
+    prob = predict(prep.image[None].float().to(device), model, meta, device=device, overlap=overlap, tta=tta)
     prob = prob.cpu()
     # back on the input grid: the foreground classes, and the background as what they leave (the classes sum to
     # one), which spares a third of the resampling of a large scan
     back = np.empty((prob.shape[1], *vol.shape), dtype=np.float32)
     invert(prep, prob[0, 1:], nearest=False, out=back[1:])
     del prob
-    np.subtract(1.0, back[1:].sum(0), out=back[0])
-    np.clip(back[0], 0.0, 1.0, out=back[0])
-    return Segmentation(vol.with_array(argmax_labels(back), kind="segmentation"),
+    return Segmentation(vol.with_array(background_and_labels(back), kind="segmentation"),
                         back if keep_probabilities else None, prep.modality, tuple(prep.image.shape[1:]))
+
+
+@torch.no_grad()
+def predict(x: torch.Tensor, model: torch.nn.Module, meta: dict, *, device: torch.device,
+            overlap: float | None = None, tta: bool | None = None) -> torch.Tensor:
+    """Class probabilities of a preprocessed image: MONAI sliding windows with Gaussian blending, AMP on a GPU.
+
+    Parameters
+    ----------
+    x : (1, 1, X, Y, Z) float tensor
+        The image on the model grid, on ``device``.
+    overlap, tta : see :func:`segment`.
+
+    Returns
+    -------
+    (1, C, X, Y, Z) float32 tensor, on the stitching device (:func:`stitch_device`).
+    """
+    from monai.inferers import sliding_window_inference
+
+    inf = meta["inference"]
+    use_amp = device.type == "cuda"
+    dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    n_classes = len(meta.get("outputs", {}).get("classes", {})) or 3
+    stitch = stitch_device(device, tuple(x.shape[2:]), n_classes)
+    if x.numel() == 0:  # nothing in the scan above the background: no body, nothing to segment
+        return torch.zeros((1, n_classes, *x.shape[2:]))
+
+    def run(inp):
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_amp):
+            logits = sliding_window_inference(inp, roi_size=tuple(inf["patch_size"]), sw_batch_size=4, predictor=model,
+                                              overlap=inf["overlap"] if overlap is None else overlap, mode="gaussian",
+                                              sw_device=device, device=stitch)
+        return softmax_in_slabs(torch.as_tensor(logits).float())
+
+    prob = run(x)
+    if inf.get("tta", False) if tta is None else tta:  # the mean with the left-right mirrored image's prediction
+        mirrored = run(torch.flip(x, dims=[2]))
+        if prob.device.type == "cpu":  # NumPy adds the mirrored view; torch.flip would copy gigabytes first
+            a = prob.numpy()
+            np.add(a, mirrored.numpy()[:, :, ::-1], out=a)
+            a *= 0.5
+        else:
+            prob.add_(torch.flip(mirrored, dims=[2])).mul_(0.5)
+    return prob
+
+
+def softmax_in_slabs(logits: torch.Tensor, *, voxels: int = 1 << 18) -> torch.Tensor:
+    """Softmax over the classes of ``logits`` (1, C, X, Y, Z), in place, a slab of about ``voxels`` voxels at a
+    time: a whole-body CT's logits are gigabytes, and four passes over all of them (max, exp, sum, divide) cost
+    four times the memory traffic of one pass over slabs that stay in the cache."""
+    step = max(1, voxels // max(int(np.prod(logits.shape[3:])), 1))
+    for i in range(0, logits.shape[2], step):
+        slab = logits[:, :, i:i + step]
+        slab.copy_(torch.softmax(slab, dim=1))
+    return logits
 
 
 def stitch_device(device: torch.device, shape: tuple[int, int, int], n_classes: int, *,
@@ -114,12 +143,42 @@ def stitch_device(device: torch.device, shape: tuple[int, int, int], n_classes: 
     return device if need < 0.5 * free_bytes else torch.device("cpu")
 
 
-def argmax_labels(prob: np.ndarray) -> np.ndarray:
+def background_and_labels(back: np.ndarray, *, voxels: int = 1 << 18) -> np.ndarray:
+    """Fill ``back[0]`` with what the foreground classes ``back[1:]`` leave, clipped to [0, 1], and return the most
+    probable class of every voxel (uint8, the first class on ties).
+
+    Parameters
+    ----------
+    back : (C, I, J, K) float ndarray
+        Class probabilities, ``back[0]`` to be filled (in place).
+    voxels : int
+        Voxels per slab along ``I``: every step of a slab stays in the cache (a whole spine is 150 M voxels).
+
+    Returns
+    -------
+    labels : (I, J, K) uint8 ndarray
+    """
+    labels = np.empty(back.shape[1:], dtype=np.uint8)
+    step = max(1, voxels // max(int(np.prod(back.shape[2:])), 1))
+    for i in range(0, back.shape[1], step):
+        p, out = back[:, i:i + step], labels[i:i + step]
+        np.sum(p[1:], axis=0, out=p[0])
+        np.subtract(1.0, p[0], out=p[0])
+        np.clip(p[0], 0.0, 1.0, out=p[0])
+        argmax_labels(p, out=out)
+    return labels
+
+
+def argmax_labels(prob: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """``prob.argmax(0)`` as uint8 (the first class on ties), by C - 1 comparisons: several times faster than
-    NumPy's strided argmax over the class axis of a (C, I, J, K) volume."""
-    labels = np.zeros(prob.shape[1:], dtype=np.uint8)
-    best = prob[0].copy()
-    for c in range(1, len(prob)):
-        labels[prob[c] > best] = c
+    NumPy's strided argmax over the class axis of a (C, I, J, K) volume. ``out``: the (I, J, K) uint8 result."""
+    labels = np.empty(prob.shape[1:], dtype=np.uint8) if out is None else out
+    if len(prob) < 2:
+        labels[...] = 0
+        return labels
+    np.greater(prob[1], prob[0], out=labels.view(bool))  # 1 where class 1 beats class 0, else 0
+    best = np.maximum(prob[0], prob[1])
+    for c in range(2, len(prob)):
+        np.copyto(labels, np.uint8(c), where=prob[c] > best)
         np.maximum(best, prob[c], out=best)
     return labels

@@ -185,7 +185,7 @@ def preprocess(vol: Volume, cfg: PreprocessConfig, modality: str | None = None) 
     affine[:3, 3] = grid_affine[:3, :3] @ [b.start for b in box] + grid_affine[:3, 3]
     crop = img[box]
     if crop.size < 0.5 * img.size:  # a view would keep the whole grid alive; a large crop stays a view (the
-        crop = np.ascontiguousarray(crop)  # network reads it window by window; a transposing copy costs seconds)
+        crop = crop.copy(order="K")  # network reads it window by window); copied in its own memory order, no transpose
     image = torch.from_numpy(crop)[None]
     return Prepared(image, affine, vol.shape, vol.affine.copy(), modality, ornt, grid_affine, grid_shape, box)
 

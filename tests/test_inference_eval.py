@@ -81,3 +81,50 @@ def test_flip_tta_follows_the_model_folder_unless_asked(smoke_model):
     plain = segment(ph.image, model, with_tta, tta=False, keep_probabilities=True).probabilities
     np.testing.assert_allclose(default, flipped, atol=1e-6)
     assert np.abs(default - plain).max() > 1e-4  # the flip pass changes the probabilities
+
+
+def test_flip_tta_is_the_mean_with_the_mirrored_prediction(smoke_model):
+    """The flip pass averages the prediction with the mirrored image's prediction mirrored back (on the CPU the
+    mirror is a NumPy view, not a copy: checked against torch.flip)."""
+    import torch
+
+    from pipeline.inference import predict
+
+    model, meta = smoke_model
+    x = torch.rand((1, 1, 23, 19, 29), generator=torch.Generator().manual_seed(5))
+    x[:, :, :8] += 2.0  # nothing symmetric about it
+    cpu = torch.device("cpu")
+    plain = predict(x, model, meta, device=cpu, tta=False)
+    mirrored = predict(torch.flip(x, dims=[2]), model, meta, device=cpu, tta=False)
+    both = predict(x, model, meta, device=cpu, tta=True)
+    assert plain.shape == (1, 3, 23, 19, 29)
+    np.testing.assert_allclose(plain.sum(1).numpy(), 1.0, atol=1e-5)
+    np.testing.assert_allclose(both.numpy(), (0.5 * (plain + torch.flip(mirrored, dims=[2]))).numpy(), atol=1e-6)
+    assert (both - plain).abs().max() > 1e-4
+
+
+def test_softmax_background_and_labels_in_slabs_equal_the_whole_volume_forms():
+    import torch
+
+    from pipeline.inference import argmax_labels, background_and_labels, softmax_in_slabs
+
+    logits = torch.randn((1, 4, 13, 7, 11), generator=torch.Generator().manual_seed(2)) * 5
+    ref = torch.softmax(logits, dim=1)
+    got = softmax_in_slabs(logits.clone(), voxels=100)  # slabs of one or two planes, a last short one
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)
+    rng = np.random.default_rng(1)
+    prob = (rng.random((4, 13, 7, 11)) * 0.4).astype(np.float32)
+    prob[1:, 3] = 0.0  # a plane with no foreground: background 1
+    prob[1, 5, :, :] = prob[2, 5, :, :] = 0.45  # ties between classes 1 and 2: the first wins
+    prob[1:, 7] = 0.6  # foreground over 1: background clipped to 0
+    prob[1:, 9] = np.array([0.375, 0.25, 0.0])[:, None, None]  # background 0.375 exactly: a tie of classes 0 and 1
+    expected_bg = np.clip(1.0 - prob[1:].sum(0), 0.0, 1.0)
+    expected = np.concatenate([expected_bg[None], prob[1:]]).argmax(0)
+    for voxels in (50, 1 << 18):
+        back = prob.copy()
+        labels = background_and_labels(back, voxels=voxels)
+        np.testing.assert_array_equal(back[0], expected_bg)
+        np.testing.assert_array_equal(labels, expected)
+        assert labels.dtype == np.uint8
+    for c in (1, 2, 3):
+        np.testing.assert_array_equal(argmax_labels(prob[:c]), prob[:c].argmax(0))
