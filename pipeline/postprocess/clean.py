@@ -124,7 +124,8 @@ def drop_far_from_bone(mask: np.ndarray, bone: np.ndarray, *, spacing, max_gap_m
         blocks = np.zeros([s // 2 for s in even.shape], dtype=bool)
         for i, j, k in np.ndindex(2, 2, 2):  # the OR of the eight voxels of each block (a 6-D any() is slower)
             blocks |= even[i::2, j::2, k::2]
-        dist = edt.edt(~blocks, anisotropy=tuple(2 * sp), black_border=False, parallel=2)
+        # as uint8: the same distances as the bool mask, twice as fast
+        dist = edt.edt((~blocks).view(np.uint8), anisotropy=tuple(2 * sp), black_border=False, parallel=2)
         vox = np.nonzero(labels)
         np.minimum.at(gap, labels[vox], dist[vox[0] // 2, vox[1] // 2, vox[2] // 2])
         h = 0.5 * float(np.linalg.norm(sp))

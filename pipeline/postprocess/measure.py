@@ -7,6 +7,7 @@ Works on any plexus mask: the model's, a phantom's, or one drawn in 3D Slicer.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -138,44 +139,36 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
         return _empty(mask, summary, warnings)
     import edt
 
-    dist = edt.edt(cleaned, anisotropy=tuple(float(s) for s in spacing), parallel=2)
+    # a bool mask viewed as uint8: the same distances, twice as fast in edt's 3-D transform
+    dist = edt.edt(np.asarray(cleaned, dtype=bool).view(np.uint8), anisotropy=tuple(float(s) for s in spacing),
+                   parallel=2)
     t1 = time.perf_counter()
     graph = extract_centrelines(cleaned, aff, distance_mm=dist, prune_ratio=opt.prune_ratio,
                                 prune_min_mm=opt.prune_min_mm, smooth_mm=opt.smooth_mm, step_mm=opt.step_mm)
     t2 = time.perf_counter()
+    # the canal frame from the centrelines as extracted (calibre's recentring moves them by under a voxel), so that
+    # the vertebral levels are found beside the calibre: neither needs the other, and both spend most of their time
+    # in compiled code that releases the GIL
+    frame = _canal_frame_of(graph.branches)
+    if frame is None:
+        warnings.append(f"{mask.path}: too little plexus to find the spinal canal; channels are all 'transverse'")
     # the probabilities as they are (a view of the crop: no copy of a whole spine's field)
     field_ = (np.asarray(probabilities.array, dtype=np.float32) if probabilities is not None
               else cleaned.astype(np.float32))
-    measure_calibre(graph, field_, aff, distance_mm=dist, window_mm=opt.window_mm)
-    t3 = time.perf_counter()
-    pts = np.concatenate([b.points for b in graph.branches]) if graph.branches else np.zeros((0, 3))
-    tans = np.concatenate([np.gradient(b.points, axis=0) if len(b.points) > 1 else np.zeros((len(b.points), 3))
-                           for b in graph.branches]) if graph.branches else np.zeros((0, 3))
-    tans /= np.maximum(np.linalg.norm(tans, axis=1, keepdims=True), 1e-9)
-    frame = canal_frame(pts, tans)
-    if frame is None:
-        warnings.append(f"{mask.path}: too little plexus to find the spinal canal; channels are all 'transverse'")
-    centroids: dict[str, float] = {}
-    found, level_map = None, None   # level_map: (VerSe ids, affine) of the vertebrae that name the levels
-    if vertebrae is None and bone is not None and frame is not None:
-        found, named = _levels_from_bone(bone, frame, opt)
+    with ThreadPoolExecutor(1, thread_name_prefix="plexus-levels") as pool:
+        levels = pool.submit(_levels, frame, vertebrae, bone, opt)
+        measure_calibre(graph, field_, aff, distance_mm=dist, window_mm=opt.window_mm)
+        t3 = time.perf_counter()
+        found, named, level_frame, centroids = levels.result()
+    if named is not None:
         warnings += [f"{mask.path}: {w}" for w in named.warnings]
         summary["levels_from_bone"] = {"anchor": named.anchor, "confidence": named.confidence,
                                        "bodies": [{"level": n, "axis_mm": [round(a, 1), round(b, 1)]}
                                                   for n, (a, b) in zip(named.names, named.s_range)]}
-        if named.centroids():
-            level_map = (found.array, found.affine)
-    if vertebrae is not None:
-        level_map = (vertebrae.array, vertebrae.affine)
-    level_frame = frame  # levels are counted along the spine: through the vertebrae when there are some
-    if level_map is not None:
-        level_frame = spine_frame(*level_map) or frame
-        if level_frame is not None:
-            centroids = vertebra_axis_positions(*level_map, level_frame)
-        if not centroids and vertebrae is not None:
-            warnings.append(f"{vertebrae.path}: no vertebra labels of the {summary['vertebrae_convention']} convention")
-        elif centroids and frame is not None and level_frame is not frame:
-            _check_plexus_axis(frame, level_frame, mask.path, warnings)
+    if vertebrae is not None and not centroids:
+        warnings.append(f"{vertebrae.path}: no vertebra labels of the {summary['vertebrae_convention']} convention")
+    elif centroids and frame is not None and level_frame is not frame:
+        _check_plexus_axis(frame, level_frame, mask.path, warnings)
     for b in graph.branches:
         b.data["channel"] = classify_branch(b.points, b.data["flags"], frame) if frame is not None else TRANSVERSE
         s = level_frame.project(b.points)[2] if level_frame is not None else np.zeros(len(b.points))
@@ -198,6 +191,39 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
                       "total": round(time.perf_counter() - t0, 3)},
     })
     return MeasureResult(graph.branches, graph.nodes, graph.degree, rows, summary, warnings, found)
+
+
+def _canal_frame_of(branches: list[Branch]):
+    """The canal frame (see :func:`.anatomy.canal_frame`) of the centreline points and their unit tangents."""
+    if not branches:
+        return None
+    pts = np.concatenate([b.points for b in branches])
+    tans = np.concatenate([np.gradient(b.points, axis=0) if len(b.points) > 1 else np.zeros((len(b.points), 3))
+                           for b in branches])
+    tans /= np.maximum(np.linalg.norm(tans, axis=1, keepdims=True), 1e-9)
+    return canal_frame(pts, tans)
+
+
+def _levels(frame, vertebrae: Volume | None, bone: Volume | None, opt: MeasureOptions):
+    """Where the vertebrae lie along the spine: ``(found, named, level_frame, centroids)``.
+
+    ``found``/``named``: the vertebra map found from ``bone`` and its named bodies (``None`` with a vertebra map or
+    without bone); ``level_frame``: the frame levels are counted along (through the vertebrae when there are some,
+    else the canal ``frame``); ``centroids``: level name -> body position along it (mm).
+    """
+    found = named = level_map = None  # level_map: (VerSe ids, affine) of the vertebrae that name the levels
+    if vertebrae is None and bone is not None and frame is not None:
+        found, named = _levels_from_bone(bone, frame, opt)
+        if named.centroids():
+            level_map = (found.array, found.affine)
+    if vertebrae is not None:
+        level_map = (vertebrae.array, vertebrae.affine)
+    level_frame, centroids = frame, {}
+    if level_map is not None:
+        level_frame = spine_frame(*level_map) or frame
+        if level_frame is not None:
+            centroids = vertebra_axis_positions(*level_map, level_frame)
+    return found, named, level_frame, centroids
 
 
 def _check_plexus_axis(frame, spine, path, warnings: list[str]) -> None:
