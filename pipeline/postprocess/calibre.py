@@ -1,7 +1,9 @@
 """Vessel calibre at every centreline point, in the plane orthogonal to the local tangent.
 
-For each point the mask (or a probability map) is sampled on a fine square grid (a quarter of the smallest
-voxel) in the orthogonal plane, in world mm, so any storage orientation and anisotropic voxels are handled.
+For each point the mask (or a probability map) is sampled on a fine square grid in the orthogonal plane, in world
+mm, so any storage orientation and anisotropic voxels are handled: a quarter of the smallest voxel for a mask, a
+third for a probability map (a smooth field, whose integral is as accurate on the coarser grid: the same errors in
+``bench/measure_accuracy.py``, for 44 % fewer samples).
 A binary mask is sampled nearest-neighbour: the section of the voxelised vessel, whose area averaged along the
 vessel equals voxel volume / length and so carries no bias; a probability map is interpolated linearly and
 its partial-volume fractions are integrated. The region above 0.5 holding the point is kept:
@@ -78,13 +80,13 @@ def measure_calibre(graph: CentrelineGraph, field: np.ndarray, affine: np.ndarra
         raise ValueError(f"window_mm: must be >= 0, got {window_mm}")
     sp = np.linalg.norm(affine[:3, :3], axis=0)
     inv = np.linalg.inv(affine)
-    delta = float(sp.min()) / 4.0
     field = np.asarray(field, dtype=np.float32)
     shape = np.array(field.shape)
     # A binary mask is sampled nearest-neighbour: the section of the voxelised vessel, whose area averaged
     # along the vessel is unbiased (voxel volume / length); linear interpolation would shave the corners.
     # A probability map is interpolated linearly and its fractions integrated.
     binary = _is_binary(field)
+    delta = float(sp.min()) / (4.0 if binary else 3.0)  # section pixel (mm): see the module docstring
     grow = max(1, int(np.ceil(2 * sp.max() / delta)))  # blurred partial-volume tails reach ~2 voxels out
     radii = []
     typical: dict[int, list[float]] = {}
