@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 
@@ -156,3 +160,28 @@ def test_a_mask_is_told_from_a_probability_map_in_any_memory_order():
     sparse = np.zeros((60, 50, 400), np.float32)
     sparse[-1, -1, -3:] = [1.0, 1.0, 0.6]  # the only positives lie in the last block
     assert not _is_binary(sparse)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_calibre_sampling_threads_work_in_a_forked_child():
+    """The sampling threads are started once per process: a forked child (a DataLoader worker) must start its
+    own, not wait forever on the parent's, which do not exist there."""
+    from pipeline.postprocess.calibre import _sample
+
+    rng = np.random.default_rng(0)
+    field = rng.random((20, 20, 20)).astype(np.float32)
+    coords = rng.random((3, 50_000)) * 19  # enough for the two-thread path
+    expected = _sample(field, coords, 1)  # starts the parent's threads
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 when the samples match
+        os._exit(0 if np.array_equal(_sample(field, coords, 1), expected) else 3)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("calibre sampling hung in a forked child")

@@ -22,6 +22,7 @@ other vessel too), ``END`` near a free end, ``BORDER`` the section leaves the im
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,7 +34,7 @@ JUNCTION, END, BORDER, EMPTY, MERGED = 1, 2, 4, 8, 16
 _IN_PLANE = np.zeros((3, 3, 3), bool)  # 4-connectivity within each section of a stack, none across
 _IN_PLANE[1] = ndimage.generate_binary_structure(2, 1)
 _CHUNK_PIXELS = 2_000_000  # section pixels measured at once (memory: about 60 bytes each)
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the process that started it, the pool)
 FLAG_NAMES = {JUNCTION: "junction", END: "end", BORDER: "border", EMPTY: "empty", MERGED: "merged"}
 
 
@@ -166,11 +167,12 @@ def _sample(field: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
 
 
 def _pool() -> ThreadPoolExecutor:
-    """The two sampling threads, started once per process (a whole spine samples a few hundred stacks)."""
+    """The two sampling threads, started once per process (a whole spine samples a few hundred stacks); a forked
+    child (a DataLoader worker, say) starts its own: the parent's threads do not exist there."""
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(2, thread_name_prefix="plexus-calibre")
-    return _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(2, thread_name_prefix="plexus-calibre"))
+    return _POOL[1]
 
 
 def _label(stack: np.ndarray) -> tuple[np.ndarray, int]:
