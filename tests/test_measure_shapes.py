@@ -185,3 +185,18 @@ def test_calibre_sampling_threads_work_in_a_forked_child():
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("calibre sampling hung in a forked child")
+
+
+def test_distance_map_equals_scipy_on_an_anisotropic_mask():
+    from scipy import ndimage
+
+    from pipeline.postprocess.clean import distance_mm
+
+    rng = np.random.default_rng(7)
+    mask = ndimage.binary_opening(rng.random((23, 17, 31)) > 0.35)
+    mask[:, :, 0] = True  # touches the border: beyond it counts as background unless black_border=False
+    sp = (0.7, 1.1, 2.3)
+    np.testing.assert_allclose(distance_mm(mask, spacing=sp), ndimage.distance_transform_edt(
+        np.pad(mask, 1), sampling=sp)[1:-1, 1:-1, 1:-1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(distance_mm(mask, spacing=sp, black_border=False),  # scipy: no border at all
+                               ndimage.distance_transform_edt(mask, sampling=sp), rtol=1e-5, atol=1e-5)

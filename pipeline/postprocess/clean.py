@@ -8,6 +8,26 @@ import cc3d
 import numpy as np
 
 
+def distance_mm(mask: np.ndarray, *, spacing, black_border: bool = True) -> np.ndarray:
+    """Distance (mm) of every True voxel of ``mask`` to the nearest False one (edt, both cores).
+
+    Parameters
+    ----------
+    mask : (I, J, K) bool ndarray
+    spacing : (3,) float
+        Voxel size along each array axis, mm.
+    black_border : bool
+        Whether beyond the array counts as False.
+
+    A bool mask goes to edt viewed as uint8: the same distances, twice as fast in edt 3.1's 3-D transform.
+    """
+    import edt
+
+    mask = np.asarray(mask, dtype=bool)
+    return edt.edt(mask.view(np.uint8), anisotropy=tuple(float(s) for s in spacing), black_border=black_border,
+                   parallel=2)
+
+
 @dataclass
 class CleanReport:
     """What :func:`clean_mask` did (volumes in mm^3)."""
@@ -104,8 +124,6 @@ def drop_far_from_bone(mask: np.ndarray, bone: np.ndarray, *, spacing, max_gap_m
     -------
     kept : (I, J, K) bool ndarray; n_dropped : int; dropped_mm3 : float
     """
-    import edt
-
     if max_gap_mm <= 0 or not mask.any() or not bone.any():
         return mask, 0, 0.0
     sp = np.asarray(spacing, dtype=float)
@@ -124,8 +142,7 @@ def drop_far_from_bone(mask: np.ndarray, bone: np.ndarray, *, spacing, max_gap_m
         blocks = np.zeros([s // 2 for s in even.shape], dtype=bool)
         for i, j, k in np.ndindex(2, 2, 2):  # the OR of the eight voxels of each block (a 6-D any() is slower)
             blocks |= even[i::2, j::2, k::2]
-        # as uint8: the same distances as the bool mask, twice as fast
-        dist = edt.edt((~blocks).view(np.uint8), anisotropy=tuple(2 * sp), black_border=False, parallel=2)
+        dist = distance_mm(~blocks, spacing=2 * sp, black_border=False)
         vox = np.nonzero(labels)
         np.minimum.at(gap, labels[vox], dist[vox[0] // 2, vox[1] // 2, vox[2] // 2])
         h = 0.5 * float(np.linalg.norm(sp))

@@ -27,7 +27,7 @@ from .anatomy import (
 )
 from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
 from .centreline import Branch, extract_centrelines
-from .clean import clean_mask, drop_far_from_bone
+from .clean import clean_mask, distance_mm, drop_far_from_bone
 from .vertebrae import (
     field_extent,
     find_bodies,
@@ -137,11 +137,7 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     if not cleaned.any():
         warnings.append(f"{mask.path}: nothing left after removing specks below {opt.min_volume_mm3} mm3")
         return _empty(mask, summary, warnings)
-    import edt
-
-    # a bool mask viewed as uint8: the same distances, twice as fast in edt's 3-D transform
-    dist = edt.edt(np.asarray(cleaned, dtype=bool).view(np.uint8), anisotropy=tuple(float(s) for s in spacing),
-                   parallel=2)
+    dist = distance_mm(cleaned, spacing=spacing)
     t1 = time.perf_counter()
     graph = extract_centrelines(cleaned, aff, distance_mm=dist, prune_ratio=opt.prune_ratio,
                                 prune_min_mm=opt.prune_min_mm, smooth_mm=opt.smooth_mm, step_mm=opt.step_mm)
