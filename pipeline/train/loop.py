@@ -272,13 +272,19 @@ def _save(path: Path, model, opt, sched, scaler, state, cfg) -> None:
 
 
 def _load(path: Path, model, opt, sched, scaler, device) -> dict:
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    """Restore ``last.pt`` into a run on ``device``; return its ``state``.
+
+    The file is read onto the CPU whatever ``device`` is: the saved CPU RNG state must stay a CPU ByteTensor
+    (``torch.set_rng_state`` refuses one mapped onto a GPU), and ``load_state_dict`` copies the weights and the
+    optimiser moments onto the device of the model's parameters.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
+    opt.load_state_dict(ckpt["optimizer"])  # moments cast to each parameter's device
     sched.load_state_dict(ckpt["scheduler"])
     if scaler is not None and ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
+    torch.set_rng_state(ckpt["rng"]["torch"].cpu())
     np.random.set_state(ckpt["rng"]["numpy"])
     random.setstate(ckpt["rng"]["python"])
     return ckpt["state"]

@@ -1,0 +1,64 @@
+"""Device logic that only a GPU would otherwise exercise, run on the CPU.
+
+A checkpoint resumed onto another device, a loss that moves with the model, the test configs pinned to the CPU,
+DDP ranks asking for no more GPUs than exist, SIGTERM forwarded through ``--nproc-per-node``. The ``meta`` device
+stands in for a GPU where torch allows: tensors there have a device, a dtype and a shape, and no storage.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from pipeline.train.config import load_config
+from pipeline.train.loop import _load, _save, _schedule
+from pipeline.train.model_io import build_network
+from tests.conftest import ROOT
+
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+def _parts(cfg, device="cpu"):
+    model = build_network(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
+    return model, opt, torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+
+
+def test_resume_onto_another_device_keeps_the_rng_state_a_cpu_byte_tensor(tmp_path, monkeypatch):
+    """``last.pt`` read for a run on another device (``meta`` standing in for ``cuda``): the saved CPU RNG state
+    reaches ``torch.set_rng_state`` as a CPU uint8 tensor, weights and optimiser state land on the model's device."""
+    cfg = load_config(SMOKE, [f"output.run_dir={tmp_path}"])
+    torch.manual_seed(0)
+    model, opt, sched = _parts(cfg)
+    model(torch.randn(1, 1, 32, 32, 32)).mean().backward()
+    opt.step()
+    sched.step()
+    torch.manual_seed(1234)
+    _save(tmp_path / "last.pt", model, opt, sched, None, {"step": 1, "best": -1.0, "best_metrics": {}}, cfg)
+    expected = torch.rand(5)            # what the resumed run must draw next
+    torch.manual_seed(99)               # another state: resume must restore the saved one
+
+    seen = []
+    real = torch.set_rng_state
+    monkeypatch.setattr(torch, "set_rng_state", lambda s: (seen.append(s), real(s))[1])
+    model2, opt2, sched2 = _parts(cfg)
+    state = _load(tmp_path / "last.pt", model2, opt2, sched2, None, torch.device("meta"))
+    assert state["step"] == 1
+    assert len(seen) == 1 and seen[0].device.type == "cpu" and seen[0].dtype == torch.uint8
+    assert torch.equal(torch.rand(5), expected)
+    for k, v in model.state_dict().items():
+        assert torch.equal(model2.state_dict()[k], v), k
+    moments = [s["exp_avg"] for s in opt2.state.values()]
+    assert moments and all(m.device == next(model2.parameters()).device for m in moments)
+    assert sched2.last_epoch == 1
+    model3, opt3, sched3 = _parts(cfg, "meta")  # a model that lives on the other device: its moments follow it
+    _load(tmp_path / "last.pt", model3, opt3, sched3, None, torch.device("meta"))
+    assert seen[-1].device.type == "cpu"
+    assert all(s["exp_avg"].device.type == "meta" for s in opt3.state.values()) and len(opt3.state) == len(moments)
