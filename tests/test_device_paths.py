@@ -62,3 +62,17 @@ def test_resume_onto_another_device_keeps_the_rng_state_a_cpu_byte_tensor(tmp_pa
     _load(tmp_path / "last.pt", model3, opt3, sched3, None, torch.device("meta"))
     assert seen[-1].device.type == "cpu"
     assert all(s["exp_avg"].device.type == "meta" for s in opt3.state.values()) and len(opt3.state) == len(moments)
+
+
+def test_class_weighted_loss_is_built_on_the_training_device():
+    """``loss.class_weights`` live on the device the logits come from (``meta`` standing in for ``cuda``)."""
+    from pipeline.train.loop import _loss
+
+    cfg = load_config(SMOKE, ["loss.class_weights=[0.2,1.0,0.5]", "loss.cldice_weight=0.2"])
+    weights = list(_loss(cfg, torch.device("meta")).buffers())  # Dice's and cross-entropy's class weights
+    assert len(weights) >= 2 and all(w.device.type == "meta" and w.shape == (3,) for w in weights)
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, 8, 8, 8), torch.randint(0, 3, (2, 1, 8, 8, 8)).float()
+    weighted = _loss(cfg, torch.device("cpu"))(x, y)
+    plain = _loss(load_config(SMOKE, ["loss.cldice_weight=0.2"]), torch.device("cpu"))(x, y)
+    assert torch.isfinite(weighted) and not torch.isclose(weighted, plain)  # the weights are used

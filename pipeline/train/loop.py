@@ -63,21 +63,30 @@ def _schedule(cfg: TrainConfig):
     return factor
 
 
-def _loss(cfg: TrainConfig):
+class _TrainLoss(torch.nn.Module):
+    """Dice + cross-entropy (class weights as buffers), plus ``cldice_weight`` x soft clDice of the plexus."""
+
+    def __init__(self, dice_ce: torch.nn.Module, cl: torch.nn.Module | None, cldice_weight: float):
+        super().__init__()
+        self.dice_ce, self.cl, self.cldice_weight = dice_ce, cl, cldice_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.dice_ce(logits, target)
+        if self.cl is not None:
+            prob = torch.softmax(logits.float(), 1)[:, 1:2]
+            loss = loss + self.cldice_weight * self.cl((target == 1).float(), prob)
+        return loss
+
+
+def _loss(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """The training loss ``loss(logits, target)``, its class weights (``loss.class_weights``) on ``device``."""
     from monai.losses import DiceCELoss, SoftclDiceLoss
 
     w = torch.tensor(cfg.loss.class_weights, dtype=torch.float32) if cfg.loss.class_weights else None
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=cfg.loss.dice_weight,
                          lambda_ce=cfg.loss.ce_weight, weight=w)
     cl = SoftclDiceLoss(iter_=3, smooth=1.0) if cfg.loss.cldice_weight > 0 else None
-
-    def fn(logits, target):
-        loss = dice_ce(logits, target)
-        if cl is not None:
-            prob = torch.softmax(logits.float(), 1)[:, 1:2]
-            loss = loss + cfg.loss.cldice_weight * cl((target == 1).float(), prob)
-        return loss
-    return fn
+    return _TrainLoss(dice_ce, cl, cfg.loss.cldice_weight).to(device)
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:
@@ -131,7 +140,7 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     autocast, scaler = _autocast(device, cfg.train.amp)
-    loss_fn = _loss(cfg)
+    loss_fn = _loss(cfg, device)
     state = {"step": 0, "best": -1.0, "best_metrics": {}}
     if resume and (run / "last.pt").exists():
         state = _load(run / "last.pt", model, opt, sched, scaler, device)
