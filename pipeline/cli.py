@@ -318,7 +318,7 @@ def _run_train(args) -> int:
         argv = ["--config", str(args.config), *(f"--override={o}" for o in args.override),
                 *(["--resume"] if args.resume else []),
                 *([f"--stop-after={args.stop_after}"] if args.stop_after is not None else [])]
-        return launch(args.nproc_per_node, argv)
+        return launch(args.nproc_per_node, argv, device=cfg.train.device)
     text = args.config.read_text() + ("".join(f"\n# --override {o}" for o in args.override))
     result = train(cfg, resume=args.resume, stop_after=args.stop_after, config_text=text)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports

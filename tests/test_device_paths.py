@@ -76,3 +76,34 @@ def test_class_weighted_loss_is_built_on_the_training_device():
     weighted = _loss(cfg, torch.device("cpu"))(x, y)
     plain = _loss(load_config(SMOKE, ["loss.cldice_weight=0.2"]), torch.device("cpu"))(x, y)
     assert torch.isfinite(weighted) and not torch.isclose(weighted, plain)  # the weights are used
+
+
+def test_the_test_config_trains_on_the_cpu():
+    """configs/smoke.yaml (every training test and the session's model fixture): on a GPU machine too, or
+    ``test_warm_start`` compares CPU with CUDA tensors and the DDP test asks for ``cuda:1`` on one GPU."""
+    assert load_config(SMOKE).train.device == "cpu"
+
+
+def test_a_ddp_rank_never_asks_for_a_gpu_that_is_not_there(monkeypatch):
+    from pipeline.train import distributed
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    for k, v in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match="nproc-per-node.*1 GPU"):
+        distributed.init_distributed(torch.device("cuda"))
+    assert calls == []
+    with pytest.raises(ValueError, match="nproc-per-node.*1 GPU"):  # refused before torchrun starts
+        distributed.launch(2, ["--config", str(SMOKE)], device="auto")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # two GPUs: rank 1 takes the second, NCCL
+    info, device = distributed.init_distributed(torch.device("cuda"))
+    assert (info.rank, info.world, device) == (1, 2, torch.device("cuda", 1))
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", "nccl")]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # on the CPU: gloo, whatever the GPU count
+    calls.clear()
+    assert distributed.init_distributed(torch.device("cpu"))[1] == torch.device("cpu") and calls == [("init", "gloo")]

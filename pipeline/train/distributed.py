@@ -47,6 +47,7 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
         return DistInfo(), device
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
+        check_gpu_count(info.local_rank + 1)
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
@@ -81,10 +82,23 @@ def shutdown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def launch(nproc: int, train_args: list[str]) -> int:
-    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N -m pipeline.train ARGS``."""
+def check_gpu_count(nproc: int) -> None:
+    """One GPU per process on this node: a ValueError naming ``--nproc-per-node`` when there are fewer."""
+    have = torch.cuda.device_count()
+    if nproc > have:
+        raise ValueError(f"--nproc-per-node: {nproc} processes need {nproc} GPUs (one each) but this machine has "
+                         f"{have} GPU(s); start at most {have}, or train on the CPU (--override train.device=cpu)")
+
+
+def launch(nproc: int, train_args: list[str], *, device: str = "auto") -> int:
+    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N -m pipeline.train ARGS``.
+
+    ``device``: the config's ``train.device``; on CUDA (``auto`` with a GPU) the GPU count is checked first.
+    """
     if nproc < 1:
         raise ValueError(f"--nproc-per-node: expected 1 or more, got {nproc}")
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        check_gpu_count(nproc)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "pipeline.train", *train_args]
     return subprocess.call(cmd)
