@@ -107,3 +107,41 @@ def test_a_ddp_rank_never_asks_for_a_gpu_that_is_not_there(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)  # on the CPU: gloo, whatever the GPU count
     calls.clear()
     assert distributed.init_distributed(torch.device("cpu"))[1] == torch.device("cpu") and calls == [("init", "gloo")]
+
+
+FAKE_TORCHRUN = """#!{python}
+import os, signal, sys, time
+log = lambda m: open(os.environ["FAKE_TORCHRUN_LOG"], "a").write(m + "\\n")
+def on_term(signum, frame):  # as torchrun's ranks: save last.pt, then exit
+    log("sigterm")
+    time.sleep(1.0)
+    log("saved")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, on_term)
+log("started " + " ".join(sys.argv[1:3]))
+time.sleep(60)
+log("never terminated")
+"""
+
+
+def test_sigterm_to_plexus_train_nproc_reaches_torchrun_and_waits_for_it(tmp_path):
+    """``plexus train --nproc-per-node 2`` under SIGTERM passes it on to torchrun (a stand-in script here, run as
+    ``sys.executable -m torch.distributed.run``) and waits while it saves, instead of SIGKILLing it."""
+    fake, log = tmp_path / "fake_python", tmp_path / "torchrun.log"
+    fake.write_text(FAKE_TORCHRUN.format(python=sys.executable))
+    fake.chmod(0o755)
+    driver = textwrap.dedent(f"""
+        import sys
+        sys.executable = {str(fake)!r}
+        from pipeline.cli import main
+        sys.exit(main(["-q", "train", "--config", {str(SMOKE)!r}, "--nproc-per-node", "2",
+                       "--override", "output.run_dir={tmp_path / 'run'}"]))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=ROOT, env={**os.environ, "FAKE_TORCHRUN_LOG": str(log)})
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.exists() and "started" in log.read_text()):
+        time.sleep(0.05)
+    assert log.read_text().split("\n")[0] == "started -m torch.distributed.run"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    assert log.read_text().splitlines() == ["started -m torch.distributed.run", "sigterm", "saved"]

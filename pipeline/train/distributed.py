@@ -15,8 +15,10 @@ so N processes see exactly the samples of a 1-process run and DDP's gradient ave
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -101,4 +103,40 @@ def launch(nproc: int, train_args: list[str], *, device: str = "auto") -> int:
         check_gpu_count(nproc)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "pipeline.train", *train_args]
-    return subprocess.call(cmd)
+    return wait_forwarding_sigterm(subprocess.Popen(cmd))
+
+
+def wait_forwarding_sigterm(proc: subprocess.Popen) -> int:
+    """Wait for ``proc`` (torchrun) and return its exit code (128 + N for signal N).
+
+    A SIGTERM to this process meanwhile (a scheduler's kill, ``timeout``) is passed on to ``proc`` and the wait goes
+    on: torchrun sends it to every rank, whose handler saves ``last.pt`` before exiting. (``subprocess.call`` would
+    SIGKILL torchrun instead, leaving ranks that never save.) A first Ctrl-C waits too, since a terminal sends it
+    to the whole process group, ranks included; a second one kills torchrun.
+    """
+    forwarded = []
+
+    def forward(signum, frame):
+        forwarded.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, forward) if on_main else None
+    interrupted = False
+    try:
+        while True:
+            try:
+                code = proc.wait()
+                break
+            except KeyboardInterrupt:
+                if interrupted:
+                    proc.kill()
+                    raise
+                interrupted = True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if code < 0:
+        code = 128 - code
+    return 143 if forwarded and code != 0 else code
