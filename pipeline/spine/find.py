@@ -1,0 +1,135 @@
+"""Stage 1: find the spine and the vertebral canal in a whole scan, fast, before any plexus is looked for.
+
+``find_canal`` puts the scan on a coarse RAS grid (:mod:`.grid`), collects canal candidates per axial slice
+(:mod:`.candidates`: CT bone enclosure, MR bright tubes), keeps the one chain that runs like a canal
+(:mod:`.track`) and decides whether a spine is in view at all: a canal followed over at least ``min_length_mm``,
+seen on most of its slices, with clear candidates. A scan that fails is reported ``no spine in view`` with the
+reason (a status, not an error): a brain, a knee, an abdomen above the spine, an empty field.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..io import Volume
+from .candidates import ct_candidates, mr_candidates
+from .grid import CoarseGrid, coarse_spacing, to_coarse, to_input_grid
+from .track import Chain, best_chain, body_midline, chain_mask
+
+log = logging.getLogger("plexus")
+
+SPINE_FOUND = "ok"
+NO_SPINE = "no spine in view"
+
+
+@dataclass
+class CanalResult:
+    """What stage 1 found in one scan.
+
+    Attributes
+    ----------
+    status : str
+        ``'ok'`` or ``'no spine in view'``.
+    reason : str
+        Why (one line), for the warning and the run record.
+    canal : (I, J, K) uint8 ndarray or None
+        The vertebral canal on exactly the input grid (1 inside).
+    centreline : (M, 3) float ndarray
+        The canal's centre in each axial slice of the coarse grid, RAS mm, caudal to cranial.
+    area_mm2 : (M,) float ndarray
+        The canal's axial cross-section at each centreline point, mm^2.
+    modality : str
+    seconds : float
+    """
+
+    status: str
+    reason: str
+    canal: np.ndarray | None = None
+    centreline: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    area_mm2: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    modality: str = "CT"
+    seconds: float = 0.0
+
+    @property
+    def found(self) -> bool:
+        return self.status == SPINE_FOUND
+
+    def summary(self) -> dict:
+        """A small JSON-ready record (``measurements.json``, ``run.json``)."""
+        out = {"status": self.status, "reason": self.reason, "modality": self.modality, "seconds": round(self.seconds, 3)}
+        if self.found:
+            out.update({"length_mm": round(float(np.linalg.norm(np.diff(self.centreline, axis=0), axis=1).sum()), 1),
+                        "median_area_mm2": round(float(np.median(self.area_mm2)), 1),
+                        "z_range_mm": [round(float(self.centreline[:, 2].min()), 1),
+                                       round(float(self.centreline[:, 2].max()), 1)]})
+        return out
+
+
+def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_coverage: float = 0.6,
+               min_score: float = 0.5) -> CanalResult:
+    """Stage 1 on ``vol`` (see the module docstring).
+
+    Parameters
+    ----------
+    vol : Volume
+        The scan (CT in HU, MR in any units), any storage order and voxel size.
+    modality : {'CT', 'MR'}
+    min_length_mm : float
+        Shortest canal that counts as a spine in view, mm.
+    min_coverage, min_score : float
+        Share of the canal's slices that must hold a candidate, and their least mean score (0..1).
+
+    Returns
+    -------
+    CanalResult
+    """
+    if modality not in ("CT", "MR"):
+        raise ValueError(f"modality: expected 'CT' or 'MR', got {modality!r}")
+    if min_length_mm <= 0:
+        raise ValueError(f"min_length_mm: expected a positive length in mm, got {min_length_mm}")
+    t0 = time.perf_counter()
+    extent = np.abs(vol.affine[:3, :3] @ (np.asarray(vol.shape) - 1.0)) + vol.spacing.max()
+    if np.sort(extent)[1] < 20.0:  # a slab thinner than a vertebral canal can hold none
+        return CanalResult(NO_SPINE, f"the field of view is {np.sort(extent)[1]:.0f} mm across at its "
+                           "narrowest; no vertebral canal fits", modality=modality, seconds=time.perf_counter() - t0)
+    grid = to_coarse(vol, coarse_spacing(vol))
+    cands = ct_candidates(grid) if modality == "CT" else mr_candidates(grid)
+    chain = best_chain(cands, grid.spacing, midline=body_midline(_body(grid, modality)))
+    verdict = _verdict(chain, grid, min_length_mm, min_coverage, min_score)
+    if verdict:
+        return CanalResult(NO_SPINE, verdict, modality=modality, seconds=time.perf_counter() - t0)
+    mask = chain_mask(chain, grid.array.shape)
+    canal = to_input_grid(mask, grid, vol)
+    centre = grid.world(np.column_stack([chain.centres, chain.slices]))
+    area = mask[:, :, chain.slices].sum(axis=(0, 1)) * grid.spacing ** 2
+    length = len(chain.slices) * grid.spacing
+    return CanalResult(SPINE_FOUND, f"vertebral canal followed over {length:.0f} mm", canal, centre,
+                       area.astype(float), modality, time.perf_counter() - t0)
+
+
+def _body(grid: CoarseGrid, modality: str) -> np.ndarray:
+    a = grid.array
+    if modality == "CT":
+        return a > -300.0
+    return a > 0.2 * np.percentile(a, 95)
+
+
+def _verdict(chain: Chain | None, grid: CoarseGrid, min_length_mm: float, min_coverage: float,
+             min_score: float) -> str:
+    """Why there is no spine in view ('' when there is one)."""
+    if chain is None:
+        return "no vertebral canal found: nothing in the scan is walled in like a canal"
+    length = len(chain.slices) * grid.spacing
+    score = float(np.mean([m.score for m in chain.members]))
+    if length < min_length_mm:
+        return f"no vertebral canal found: the best candidate runs over {length:.0f} mm (at least {min_length_mm:g})"
+    if chain.coverage < min_coverage:
+        return (f"no vertebral canal found: the best candidate is seen on {100 * chain.coverage:.0f} % of its "
+                f"slices (at least {100 * min_coverage:.0f} %)")
+    if score < min_score:
+        return f"no vertebral canal found: the best candidate scores {score:.2f} (at least {min_score:g})"
+    return ""

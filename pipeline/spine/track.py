@@ -1,0 +1,127 @@
+"""The one chain of per-slice candidates that is the vertebral canal, and the canal mask it spans.
+
+A dynamic programme over the axial slices (caudal to cranial) links candidates whose centres move little from
+slice to slice (the canal is a smooth tube: at most ``max_step_mm`` per mm of height plus a little), skipping up
+to ``max_gap_mm`` of slices without one (an open ring at a disc), and keeps the chain of the largest total
+score: length counts, so the long canal wins over a short bright vessel or a hole in one bone. Where the body's
+midline is known, candidates far from it weigh less (the canal is in the midline; the jugular veins,
+carotids, the aorta and IVC are not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .candidates import Candidate
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The canal's chain of candidates, caudal to cranial, and the slices between them filled in.
+
+    Attributes
+    ----------
+    members : list of Candidate
+        The candidates kept, one per slice, increasing ``k``.
+    slices : (M,) int ndarray
+        Every slice from the first member to the last.
+    centres : (M, 2) float ndarray
+        The canal centre in each of ``slices`` (voxel x, y), interpolated across gaps.
+    """
+
+    members: list[Candidate]
+    slices: np.ndarray
+    centres: np.ndarray
+
+    @property
+    def coverage(self) -> float:
+        """Share of the chain's slices that hold a member (1 = a canal seen on every slice)."""
+        return len(self.members) / max(len(self.slices), 1)
+
+
+def best_chain(cands: list[list[Candidate]], spacing: float, *, midline: np.ndarray | None = None,
+               max_step_mm: float = 4.0, max_gap_mm: float = 30.0,
+               smooth_mm: float = 4.0) -> Chain | None:
+    """The highest-scoring chain of ``cands`` (one list per slice), or None when there is no candidate.
+
+    Parameters
+    ----------
+    cands : list (Z) of list of Candidate
+    spacing : float
+        Voxel size of the coarse grid, mm.
+    midline : (Z,) float ndarray, optional
+        The body's left-right middle in each slice (voxel x); NaN where unknown.
+    max_step_mm, max_gap_mm : float
+        Largest move of the centre between neighbouring slices, and longest run of slices without a candidate.
+    """
+    flat = [c for cs in cands for c in cs]
+    if not flat:
+        return None
+    weight = np.array([_weight(c, midline, spacing) for c in flat])
+    gain = weight * spacing  # score per mm of height
+    ks = np.array([c.k for c in flat])
+    order = np.argsort(ks, kind="stable")
+    best = gain.copy()
+    prev = np.full(len(flat), -1)
+    max_gap = max(1, int(round(max_gap_mm / spacing)))
+    by_k: dict[int, list[int]] = {}
+    for i in order:
+        c = flat[i]
+        for g in range(1, max_gap + 2):
+            for j in by_k.get(c.k - g, []):
+                p = flat[j]
+                d = float(np.hypot(*(c.centre - p.centre))) * spacing
+                if d > max_step_mm + 0.6 * g * spacing:
+                    continue
+                ratio = max(c.area_mm2, p.area_mm2) / max(min(c.area_mm2, p.area_mm2), 1e-6)
+                val = best[j] + gain[i] - 0.05 * (g - 1) * spacing - 0.02 * d - 0.1 * spacing * (ratio > 2.5)
+                if val > best[i]:
+                    best[i], prev[i] = val, j
+        by_k.setdefault(c.k, []).append(i)
+    i = int(np.argmax(best))
+    members = []
+    while i >= 0:
+        members.append(flat[i])
+        i = int(prev[i])
+    members = members[::-1]
+    ks_m = np.array([m.k for m in members])
+    slices = np.arange(ks_m[0], ks_m[-1] + 1)
+    cm = np.array([m.centre for m in members])
+    centres = np.stack([np.interp(slices, ks_m, cm[:, 0]), np.interp(slices, ks_m, cm[:, 1])], axis=1)
+    if len(slices) > 2:  # a smooth tube: the centre of each slice is noisy by a voxel
+        centres = gaussian_filter1d(centres, smooth_mm / spacing, axis=0, mode="nearest")
+    return Chain(members, slices, centres)
+
+
+def _weight(c: Candidate, midline: np.ndarray | None, spacing: float) -> float:
+    if midline is None or not np.isfinite(midline[c.k]):
+        return c.score
+    off = abs(c.centre[0] - midline[c.k]) * spacing
+    return c.score * float(np.clip(1.0 - (off - 12.0) / 25.0, 0.1, 1.0))
+
+
+def chain_mask(chain: Chain, shape: tuple[int, int, int]) -> np.ndarray:
+    """(X, Y, Z) bool: each member's pixels, and in the slices between members the nearer member's outline
+    moved to the interpolated centre."""
+    mask = np.zeros(shape, bool)
+    ks = np.array([m.k for m in chain.members])
+    for k, centre in zip(chain.slices, chain.centres):
+        j = int(np.argmin(np.abs(ks - k)))
+        m = chain.members[j]
+        px = m.pixels if m.k == k else np.rint(m.pixels + (centre - m.centre)).astype(int)
+        ok = np.all((px >= 0) & (px < shape[:2]), axis=1)
+        mask[px[ok, 0], px[ok, 1], k] = True
+    return mask
+
+
+def body_midline(body: np.ndarray) -> np.ndarray:
+    """(Z,) the left-right middle (voxel x) of the body in each axial slice of a (X, Y, Z) bool mask: the mean x
+    of its voxels, NaN in a slice without body. The canal lies in the midline of the trunk and neck."""
+    count = body.sum(axis=(0, 1)).astype(float)
+    xs = np.arange(body.shape[0], dtype=float)
+    sx = (body.sum(axis=1) * xs[:, None]).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, sx / count, np.nan)
