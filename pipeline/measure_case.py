@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import in_background
+from .export.mrml import write_review_scene
 from .export.qc import qc_picture
 from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
 from .export.tables import centerlines_dict, write_measurement_files
@@ -22,8 +23,11 @@ log = logging.getLogger("plexus")
 def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str | Path | None = None,
                  vertebrae_path: str | Path | None = None, probabilities_path: str | Path | None = None,
                  bone_path: str | Path | None = None, bone_label: int | None = None,
-                 options: MeasureOptions | None = None) -> MeasureResult:
-    """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir``."""
+                 options: MeasureOptions | None = None, first_volume: bool = False) -> MeasureResult:
+    """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir``.
+
+    ``first_volume``: a 4-D ``image_path`` gives its first volume (else it is refused, naming the flag).
+    """
     mask = read_label_map(mask_path)
     options = options or MeasureOptions()
     vert = None
@@ -31,7 +35,7 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
         vert = read_vertebrae(vertebrae_path, options.vertebrae_convention)
         options = replace(options, vertebrae_convention="verse")
     prob = read_image(probabilities_path) if probabilities_path else None
-    image = read_image(image_path) if image_path else None
+    image = read_image(image_path, first_volume=first_volume) if image_path else None
     bone = None
     if bone_path:  # levels from bone when no vertebra map is given (label ``bone_label``, or any label > 0)
         b = read_label_map(bone_path)
@@ -50,7 +54,8 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
     """Measure ``mask`` and write every output of a case into ``out_dir``.
 
     ``calibre.csv`` (+ ``.schema.csv``), ``centerlines.json``, ``measurements.json``, ``qc.png`` and, for 3D Slicer,
-    ``segmentation.seg.nrrd``, ``centerlines.mrk.json``, ``centerlines.vtp`` and ``load_in_slicer.py``; with ``bone``
+    ``segmentation.seg.nrrd``, ``centerlines.mrk.json``, ``centerlines.vtp``, ``review.mrml`` (+ ``review/``) and
+    ``load_in_slicer.py``; with ``bone``
     and no ``vertebrae``, also ``vertebrae.nii.gz``: the vertebra map found from the bone (VerSe ids).
     """
     options = options or MeasureOptions()
@@ -65,14 +70,14 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
         write_vtp(out / "centerlines.vtp", result)
         pts = [b.points for b in result.branches]
         image_path = image.meta.get("path") if image is not None else None
-        write_loader(out / "load_in_slicer.py", image=image_path if image_path and Path(image_path).exists() else None,
-                     centre_ras=np.concatenate(pts).mean(0) if pts else None)
+        write_loader(out / "load_in_slicer.py", centre_ras=np.concatenate(pts).mean(0) if pts else None)
         shown = image if image is not None else mask
         qc_picture(shown, out / "qc.png", mask=mask.with_array((mask.array == options.label).astype("uint8")),
                    centerlines=[{"points": b["points"], "diameter": b["diameter"]}
                                 for b in centerlines_dict(result)["branches"]],
                    calibre_rows=result.rows, title=f"{title or mask.path}: plexus calibre"
                    f" ({result.summary.get('levels_source', '')})")
+    write_review_scene(out, image=image_path if image_path and Path(image_path).exists() else None)  # after the .seg.nrrd
     for w in result.warnings:
         log.warning("warning: %s", w)
     return result

@@ -97,6 +97,7 @@ def test_vtp_reads_with_vtk(case):
     assert levels.GetNumberOfValues() == n and channels.GetValue(0) == res.branches[0].data["channel"]
     pts = vtk_to_numpy(poly.GetPoints().GetData())
     np.testing.assert_allclose(pts, np.concatenate([b.points for b in res.branches]), atol=1e-3)
+    assert poly.GetFieldData().GetAbstractArray("SPACE").GetValue(0) == "RAS"  # the frame, as Slicer reads it
 
 
 def test_calibre_table_schema_matches_slicer_table_format(case):
@@ -109,13 +110,20 @@ def test_calibre_table_schema_matches_slicer_table_format(case):
     assert {r["columnName"]: r["type"] for r in ours}["median_diameter_mm"] == "double"
 
 
-def test_loader_script_names_existing_files(case):
+def test_loader_script_loads_the_case_scene(case):
+    """The loader opens review.mrml; the scene names the case's files and the scan, all of which exist."""
+    import re
+
     _, out, _ = case
     src = (out / "load_in_slicer.py").read_text()
     compile(src, "load_in_slicer.py", "exec")
-    assert "segmentation.seg.nrrd" in src and "centerlines.mrk.json" in src and "calibre.csv" in src
-    image = src.split("image = ", 1)[1].splitlines()[0].strip("'\"")
-    assert image and read_image(image).shape
+    assert "review.mrml" in src
+    scene = (out / "review.mrml").read_text()
+    files = re.findall(r'fileName="([^"]+)"', scene)
+    assert {"segmentation.seg.nrrd", "calibre.csv"} <= set(files)
+    assert all((out / f).is_file() for f in files)
+    image = next(f for f in files if f.endswith("image.nii.gz"))
+    assert read_image(out / image).shape == read_image(out.parent / "image.nii.gz").shape
 
 
 def test_slicer_files_follow_the_world_frame_not_the_storage(tmp_path, case):

@@ -1,8 +1,9 @@
 """Files for review in 3D Slicer: segmentation (.seg.nrrd), centreline curves (.mrk.json), VTK polydata
 (.vtp) and a one-command loader script.
 
-Coordinates: plexus works in RAS; Slicer files declare LPS (what Slicer itself writes). The conversion is
-done here, once, by :func:`ras_to_lps` (and by the ``ijkToLPS`` matrix of the segmentation).
+Coordinates: plexus works in RAS; the segmentation and the markups declare LPS (what Slicer itself writes). The
+conversion is done here, once, by :func:`ras_to_lps` (and by the ``ijkToLPS`` matrix of the segmentation). The
+``.vtp`` keeps RAS (the points of ``centerlines.json``) and says so in Slicer's ``SPACE`` field.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..levels import NA, VERSE_NAMES
 from ..postprocess.measure import MeasureResult
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+VTP_SPACE = "RAS"  # the frame of centerlines.vtp's points, in Slicer's 'SPACE' field (vtkMRMLModelStorageNode)
 SCHEMA_URL = ("https://raw.githubusercontent.com/Slicer/Slicer/main/Modules/Loadable/Markups/Resources/Schema/"
               "markups-schema-v1.0.3.json#")
 CHANNEL_RGB = {"anterior_left": (0.84, 0.15, 0.16), "anterior_right": (0.12, 0.47, 0.71),
@@ -64,7 +66,8 @@ def write_segmentation(path: str | Path, mask: Volume, *, label: int = 1, verteb
                              "terminology": {**_CONTEXT, "category": ["SCT", "123037004", "Anatomical Structure"],
                                              "type": _REGION_TYPE[name[0]]}})
     seg = {"voxels": fortran_order(labels), "ijkToLPS": RAS_TO_LPS @ mask.affine, "segments": segments,
-           "containedRepresentationNames": ["Binary labelmap"], "masterRepresentation": "Binary labelmap",
+           # Slicer makes every representation named here when it reads the file: the 3-D surface shows at once
+           "containedRepresentationNames": ["Binary labelmap", "Closed surface"], "masterRepresentation": "Binary labelmap",
            "encoding": "gzip"}
     with atomic_path(path) as tmp:
         slicerio.write_segmentation(str(tmp), seg, compression_level=1)  # labelmaps compress well anyway
@@ -140,7 +143,10 @@ def write_markups(path: str | Path, result: MeasureResult) -> Path:
 
 def write_vtp(path: str | Path, result: MeasureResult) -> Path:
     """Centreline graph as VTK XML polydata (RAS mm) with point arrays ``Radius`` (like VMTK's
-    ``MaximumInscribedSphereRadius``), ``Diameter``, ``Area``, ``Level``, ``Channel`` (strings) and ``BranchId``."""
+    ``MaximumInscribedSphereRadius``), ``Diameter``, ``Area``, ``Level``, ``Channel`` (strings) and ``BranchId``.
+
+    The frame is declared the way Slicer's model storage node writes and reads it: a field-data string array
+    ``SPACE`` holding ``RAS`` (without it Slicer assumes LPS and mirrors x and y)."""
     pts, lines, arrays = [], [], {"Radius": [], "Diameter": [], "Area": [], "BranchId": [], "Level": [], "Channel": []}
     n = 0
     for k, b in enumerate(result.branches):
@@ -170,8 +176,11 @@ def write_vtp(path: str | Path, result: MeasureResult) -> Path:
             return f'<DataArray type="Int32" Name="{name}" format="ascii">{nums(v, "%d")}</DataArray>'
         return f'<DataArray type="Float32" Name="{escape(name)}" format="ascii">{nums(v)}</DataArray>'
 
+    space = " ".join(str(ord(ch)) for ch in VTP_SPACE) + " 0"  # field data belongs to the data set, not a piece
     xml = ['<?xml version="1.0"?>', '<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian">',
-           "<PolyData>", f'<Piece NumberOfPoints="{len(P)}" NumberOfVerts="0" NumberOfLines="{len(lines)}" '
+           "<PolyData>", "<FieldData>",
+           f'<DataArray type="String" Name="SPACE" NumberOfTuples="1" format="ascii">{space}</DataArray>',
+           "</FieldData>", f'<Piece NumberOfPoints="{len(P)}" NumberOfVerts="0" NumberOfLines="{len(lines)}" '
            'NumberOfStrips="0" NumberOfPolys="0">', '<PointData Scalars="Radius">']
     xml += [data_array(k, v) for k, v in arrays.items()]
     xml += ["</PointData>", "<Points>",
@@ -185,58 +194,30 @@ def write_vtp(path: str | Path, result: MeasureResult) -> Path:
 
 LOADER = '''"""Open this case in 3D Slicer:  Slicer --python-script load_in_slicer.py  (from any folder).
 
-Loads the scan, the segmentation (as a 3-D surface too), the calibre table and one curve per branch and
-level with its Diameter and Area per control point, and centres the views on the plexus.
+Loads the case's scene, review.mrml (the scan, the segmentation with its 3-D surface, every curve with its
+Diameter and Area per control point, the calibre table, the four-up + table layout), then fits the slice
+views and centres them on the plexus.
 """
-import json
 import os
 
 import slicer
-import vtk
 
 here = os.path.dirname(os.path.abspath(__file__))
-image = {image!r}
-if image and os.path.exists(image):
-    volume = slicer.util.loadVolume(image)
-    slicer.util.setSliceViewerLayers(background=volume, fit=True)
-seg = slicer.util.loadSegmentation(os.path.join(here, "segmentation.seg.nrrd"))
-seg.CreateClosedSurfaceRepresentation()
-table = slicer.util.loadTable(os.path.join(here, "calibre.csv"))
-with open(os.path.join(here, "centerlines.mrk.json")) as fh:
-    markups = json.load(fh)["markups"]
-for m in markups:
-    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsCurveNode", m["name"])
-    for p in m["controlPoints"]:
-        x, y, z = p["position"]
-        node.AddControlPointWorld(vtk.vtkVector3d(-x, -y, z))  # the file is LPS, the scene is RAS
-    node.SetLocked(True)
-    display = node.GetDisplayNode()
-    display.SetSelectedColor(*m["display"]["color"])
-    display.SetPointLabelsVisibility(False)
-    for meas in m["measurements"]:
-        values = vtk.vtkDoubleArray()
-        values.SetName(meas["name"])
-        for v in meas["controlPointValues"]:
-            values.InsertNextValue(v)
-        static = slicer.vtkMRMLStaticMeasurement()
-        static.SetName(meas["name"])
-        static.SetUnits(meas["units"])
-        static.SetPrintFormat(meas["printFormat"])
-        static.SetControlPointValues(values)
-        node.AddMeasurement(static)
+slicer.util.loadScene(os.path.join(here, "review.mrml"))
 centre = {centre!r}
-if centre:
-    for view in ("Red", "Yellow", "Green"):
-        slicer.app.layoutManager().sliceWidget(view).sliceLogic().GetSliceNode().JumpSliceByCentering(*centre)
-    slicer.app.layoutManager().threeDWidget(0).threeDView().resetFocalPoint()
-slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-slicer.app.applicationLogic().PropagateTableSelection()
+layout = slicer.app.layoutManager()
+for view in ("Red", "Yellow", "Green"):
+    logic = layout.sliceWidget(view).sliceLogic()
+    logic.FitSliceToAll()
+    if centre:
+        logic.GetSliceNode().JumpSliceByCentering(*centre)
+layout.threeDWidget(0).threeDView().resetFocalPoint()
 '''
 
 
-def write_loader(path: str | Path, *, image: str | Path | None, centre_ras) -> Path:
-    """``load_in_slicer.py`` for a case folder (image path absolute; centre RAS mm or None)."""
+def write_loader(path: str | Path, *, centre_ras) -> Path:
+    """``load_in_slicer.py`` for a case folder: loads its ``review.mrml`` (:mod:`pipeline.export.mrml`), centres
+    the views on ``centre_ras`` (3,) RAS mm (None: no centring)."""
     centre = [round(float(v), 2) for v in centre_ras] if centre_ras is not None else None
-    write_text(path, LOADER.format(image=str(Path(image).resolve()) if image else "", centre=centre))
+    write_text(path, LOADER.format(centre=centre))
     return Path(path)
