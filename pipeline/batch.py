@@ -389,7 +389,7 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
     def load(c: CaseInput):  # in the background, while the network runs on the case before
         if c.error:
             raise InputError(c.path, c.error)
-        image = read_image(c.path, series=args.series)
+        image = read_image(c.path, series=args.series, first_volume=getattr(args, "first_volume", False))
         return image, preprocess(image, pre, args.modality_name)
 
     pending = pool.submit(load, todo[0]) if todo else None

@@ -145,6 +145,7 @@ def _add_info(sub) -> None:
     p = sub.add_parser("info", help="print the geometry of an image")
     p.add_argument("image", type=Path, help="NIfTI, NRRD, MetaImage file or DICOM folder")
     p.add_argument("--series", help="DICOM SeriesInstanceUID")
+    p.add_argument("--first-volume", action="store_true", help="a 4-D image (a time series, several echoes): use its first volume (default: refuse it)")
     p.set_defaults(func=_run_info)
 
 
@@ -153,7 +154,7 @@ def _run_info(args) -> int:
 
     from .io import read_image
 
-    vol = read_image(args.image, series=args.series)
+    vol = read_image(args.image, series=args.series, first_volume=args.first_volume)
     print(f"file:      {vol.path} ({vol.meta.get('format')})")
     print(f"shape:     {vol.shape}  dtype {vol.array.dtype}")
     print(f"spacing:   {tuple(round(float(s), 4) for s in vol.spacing)} mm")
@@ -193,6 +194,8 @@ def _add_measure(sub) -> None:
     p.add_argument("mask", type=Path, help="plexus mask (NIfTI, NRRD, .seg.nrrd, MetaImage or DICOM)")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
     p.add_argument("--image", type=Path, help="the scan, for the QC picture")
+    p.add_argument("--first-volume", action="store_true", help="a 4-D --image (a time series, several echoes): use "
+                   "its first volume (default: refuse it)")
     p.add_argument("--vertebrae", type=Path, help="vertebra label map on the mask's grid (levels)")
     p.add_argument("--vertebrae-convention", choices=CONVENTIONS, default="auto", help="label ids of --vertebrae "
                    "(auto: TotalSegmentator when ids 29-50 are present, SPIDER when its canal label 100 is, else VerSe)")
@@ -222,7 +225,7 @@ def _run_measure(args) -> int:
                           anchor=args.anchor)
     res = measure_case(args.mask, args.out, image_path=args.image, vertebrae_path=args.vertebrae,
                        probabilities_path=args.probabilities, bone_path=args.bone, bone_label=args.bone_label,
-                       options=opts)
+                       options=opts, first_volume=args.first_volume)
     print(format_table(res.rows))
     print(f"\nwrote {args.out}/: calibre.csv, centerlines.json, measurements.json, qc.png, segmentation.seg.nrrd, "
           f"centerlines.mrk.json, centerlines.vtp, load_in_slicer.py "
@@ -253,6 +256,7 @@ def _add_infer(sub) -> None:
     p.add_argument("--modality", choices=["auto", "ct", "mr"], default="auto", help="default: from DICOM tags "
                    "or intensities (stated in measurements.json)")
     p.add_argument("--series", help="DICOM SeriesInstanceUID to read from series folders")
+    p.add_argument("--first-volume", action="store_true", help="a 4-D image (a time series, several echoes): use its first volume (default: refuse it)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the model's)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="average with the left-right flipped "
                    "prediction (default: the model's setting, inference.tta in its metadata.json)")

@@ -75,7 +75,7 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
                     log.info("%s: being processed or finished by another run, skipped", case.case_id)
                     bar.update(1)
                     continue
-                image = read_task.remote(case, args.series)
+                image = read_task.remote(case, args.series, getattr(args, "first_volume", False))
                 seg = actors[k % n_actors].segment.remote(image)
                 k += 1
                 ref = finish_task.remote(case, image, seg, str(out), args.save_probabilities, measure_options(args))
@@ -100,14 +100,14 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
             ray.shutdown()
 
 
-def _read(case, series):
+def _read(case, series, first_volume: bool = False):
     from .errors import InputError
     from .io import read_image
 
     if case.error:
         raise InputError(case.path, case.error)
     t0 = time.perf_counter()
-    vol = read_image(case.path, series=series)
+    vol = read_image(case.path, series=series, first_volume=first_volume)
     vol.meta["read_s"] = round(time.perf_counter() - t0, 3)
     return vol
 
