@@ -350,7 +350,8 @@ def _run_evaluate(args) -> int:
     s = res["summary"]
     print(f"{s['n_cases']} cases: Dice {s['dice']:.3f}, clDice {s['cldice']:.3f}, HD95 {s['hd95_mm']:.2f} mm, "
           f"centreline precision {s['centreline_precision']:.3f} / recall {s['centreline_recall']:.3f}, "
-          f"calibre MAE {s['calibre_mae_mm']:.3f} mm")
+          f"calibre MAE {s['calibre_mae_mm']:.3f} mm ({s['calibre_missed']} of {s['calibre_pairs']} (level, channel) "
+          f"pairs missed, each counted at its true diameter)")
     return 0
 
 

@@ -5,6 +5,9 @@ Cases are matched by id: ``PRED_DIR/<case>/segmentation.nii.gz`` (what ``plexus 
 ``vertebrae.nii.gz`` and ``truth_calibre.csv`` also give the calibre error) or ``TRUTH_DIR/<case>.nii.gz``.
 Writes ``evaluation_cases.csv`` (Dice, clDice, HD95, centreline precision/recall, calibre MAE per case),
 ``evaluation_calibre.csv`` (error per case, level and channel) and ``evaluation_summary.json``.
+
+Calibre MAE is over every (level, channel) pair of the truth: a pair the prediction never found counts its whole
+true diameter as its error (:func:`.metrics.calibre_score`); ``calibre_missed`` of ``calibre_pairs`` say how many.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from ..atomic import write_text
 from ..errors import InputError
 from ..io import read_label_map
-from .metrics import calibre_errors, centreline_precision_recall, cldice, dice, hd95
+from .metrics import calibre_score, centreline_precision_recall, cldice, dice, hd95
 
 
 def _pairs(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -50,20 +53,24 @@ def evaluate(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path | 
         pm, tm = pv.array == 1, tv.array == 1
         prec, rec = centreline_precision_recall(pm, tm, tv.spacing)
         row = {"case_id": cid, "dice": dice(pm, tm), "cldice": cldice(pm, tm), "hd95_mm": hd95(pm, tm, tv.spacing),
-               "centreline_precision": prec, "centreline_recall": rec, "calibre_mae_mm": float("nan")}
+               "centreline_precision": prec, "centreline_recall": rec, "calibre_mae_mm": float("nan"),
+               "calibre_missed": 0, "calibre_pairs": 0}
         vert, truth_csv = t.parent / "vertebrae.nii.gz", t.parent / "truth_calibre.csv"
         if vert.exists() and truth_csv.exists():
             res = measure(pv.with_array(pm.astype(np.uint8)), vertebrae=read_label_map(vert))
-            errs = calibre_errors(res.rows, truth_csv)
+            score = calibre_score(res.rows, truth_csv)
             truth_rows = list(csv.DictReader(open(truth_csv)))
-            for tr, e in zip(truth_rows, errs):
-                cal_rows.append({"case_id": cid, "level": tr["level"], "channel": tr["channel"], "error_mm": e})
-            row["calibre_mae_mm"] = float(np.nanmean(np.abs(errs))) if np.isfinite(errs).any() else float("nan")
+            for tr, e in zip(truth_rows, score["errors_mm"]):
+                cal_rows.append({"case_id": cid, "level": tr["level"], "channel": tr["channel"], "error_mm": e,
+                                 "missed": int(not np.isfinite(e))})
+            row.update(calibre_mae_mm=score["mae_mm"], calibre_missed=score["missed"], calibre_pairs=score["pairs"])
         cases.append(row)
-    summary = {k: float(np.nanmean([c[k] for c in cases])) for k in cases[0] if k != "case_id"}
+    counts = ("calibre_missed", "calibre_pairs")
+    summary = {k: float(np.nanmean([c[k] for c in cases])) for k in cases[0] if k != "case_id" and k not in counts}
+    summary.update({k: int(sum(c[k] for c in cases)) for k in counts})
     summary["n_cases"] = len(cases)
     write_text(out_dir / "evaluation_cases.csv", _csv(cases))
-    write_text(out_dir / "evaluation_calibre.csv", _csv(cal_rows) if cal_rows else "case_id,level,channel,error_mm\n")
+    write_text(out_dir / "evaluation_calibre.csv", _csv(cal_rows) if cal_rows else "case_id,level,channel,error_mm,missed\n")
     write_text(out_dir / "evaluation_summary.json", json.dumps({"summary": summary, "cases": cases}, indent=2))
     return {"summary": summary, "cases": cases}
 
