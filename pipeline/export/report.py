@@ -1,8 +1,9 @@
 """``report.html``: a static batch report that opens from disk, with no server and no internet.
 
 One row per case: status, levels measured, the four channels' median diameters per level, flags (failed
-cases, missing levels or channels, unusually wide or narrow channels) and the case's QC picture. Columns
-sort on click (inline script); pictures are linked by relative path.
+cases, missing levels or channels, unusually wide or narrow channels, values far from the batch's own) and the
+case's QC picture. Columns sort on click (inline script); pictures are linked by relative path. Above the
+table, the cohort pictures of :mod:`pipeline.export.cohort` (inline SVG; each mark links to its case's row).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..atomic import write_text
 from ..levels import level_rank
+from .cohort import cohort_section
 
 CHANNELS = ("anterior_left", "anterior_right", "posterior_left", "posterior_right")
 WIDE_MM, NARROW_MM = 6.0, 1.0   # flag thresholds for a channel's median diameter at one level
@@ -67,27 +69,31 @@ def build_report(out_dir: str | Path, failures: dict[str, str] | None = None) ->
     if run.exists():
         failures.update({f["case_id"]: f["error"] for f in json.loads(run.read_text()).get("failures", [])})
     cases = sorted(p.parent for p in out.glob("*/measurements.json") if not p.parent.name.startswith("."))
+    rows_of = {case.name: _read_rows(case / "calibre.csv") for case in cases}
+    cohort, cohort_flags = cohort_section(rows_of)
     trs = []
     for case in cases:
-        rows = _read_rows(case / "calibre.csv")
+        rows = rows_of[case.name]
         meas = json.loads((case / "measurements.json").read_text())
-        flags = case_flags(rows)
+        flags = case_flags(rows) + cohort_flags.get(case.name, [])
         med = [r["median_diameter_mm"] for r in rows if r["channel"] in CHANNELS and not np.isnan(r["median_diameter_mm"])]
         qc = f"{case.name}/qc.png"
         img = f"<a href='{html.escape(qc)}'><img src='{html.escape(qc)}' alt='QC picture of {html.escape(case.name)}'></a>" \
             if (case / "qc.png").exists() else ""
-        trs.append((case.name, "ok", len({r['level'] for r in rows}), float(np.median(med)) if med else float("nan"),
-                    len(flags), _calibre_cell(rows), "<br>".join(html.escape(f) for f in flags) or "none",
+        trs.append((case.name, meas.get("status", "ok"), len({r['level'] for r in rows}), float(np.median(med)) if med else float("nan"),
+                    len(flags), _calibre_cell(rows), "<br>".join(html.escape(f) for f in flags)
+                    or html.escape(meas.get("reason", "none")),
                     f"{meas.get('total_volume_mm3', 0):.0f}", img))
     for case_id, err in sorted(failures.items()):
         trs.append((case_id, "failed", 0, float("nan"), 1, "", html.escape(err), "", ""))
     body = "\n".join(
-        f"<tr class='{status}'><td data-v='{html.escape(cid)}'>{html.escape(cid)}</td><td data-v='{status}'>{status}</td>"
+        f"<tr class='{status.replace(' ', '-')}' id='case-{html.escape(cid)}'><td data-v='{html.escape(cid)}'>{html.escape(cid)}</td><td data-v='{status}'>{status}</td>"
         f"<td data-v='{nlev}'>{nlev}</td><td data-v='{'' if np.isnan(m) else f'{m:.3f}'}'>{'' if np.isnan(m) else f'{m:.2f}'}</td>"
         f"<td data-v='{nflag}'>{flagtxt}</td><td data-v='{vol}'>{vol}</td><td>{cal}</td><td>{img}</td></tr>"
         for cid, status, nlev, m, nflag, cal, flagtxt, vol, img in trs)
     n_fail = sum(1 for t in trs if t[1] == "failed")
-    page = _PAGE.format(n=len(trs), ok=len(trs) - n_fail, failed=n_fail, rows=body, wide=WIDE_MM, narrow=NARROW_MM)
+    page = _PAGE.format(n=len(trs), ok=len(trs) - n_fail, failed=n_fail, rows=body, wide=WIDE_MM, narrow=NARROW_MM,
+                        cohort=cohort)
     path = out / "report.html"
     write_text(path, page)
     return path
@@ -105,10 +111,20 @@ tr.failed {{ background: #fde8e8; }}
 table.inner {{ border-collapse: collapse; font-size: 85%; }}
 table.inner td, table.inner th {{ border: 1px solid #ddd; padding: 2px 5px; text-align: right; }}
 img {{ max-width: 520px; border: 1px solid #aaa; }}
+tr:target {{ background: #fff6c8; }}
+.panels {{ display: flex; flex-wrap: wrap; gap: 10px; }}
+svg.cohort {{ background: #fff; border: 1px solid #ddd; font-size: 11px; }}
+svg.cohort .ttl {{ font-weight: bold; font-size: 12px; }}
+svg.cohort .frame {{ fill: none; stroke: #999; }} svg.cohort .grid {{ stroke: #eee; }}
+svg.cohort .zero {{ stroke: #666; stroke-dasharray: 3 2; }} svg.cohort .median {{ stroke: #000; stroke-width: 2; }}
+svg.cohort .mark {{ fill: #3b5bdb; fill-opacity: 0.75; stroke: #fff; }} svg.cohort .mark.out {{ fill: #e03131; }}
+svg.cohort a:hover .mark {{ stroke: #000; stroke-width: 2; }}
 </style></head><body>
 <h1>plexus batch report</h1>
 <p>{n} cases: {ok} measured, {failed} failed. Median diameters in mm per level and channel (patient's sides).
-Flags: missing (level, channel), wide (&gt; {wide} mm), narrow (&lt; {narrow} mm). Click a column header to sort.</p>
+Flags: missing (level, channel), wide (&gt; {wide} mm), narrow (&lt; {narrow} mm), cohort (far from the batch).
+Click a column header to sort.</p>
+{cohort}
 <table class="cases" id="cases"><thead><tr><th>case</th><th>status</th><th>levels</th><th>median diameter (mm)</th>
 <th>flags</th><th>volume (mm&sup3;)</th><th>calibre per level (mm)</th><th>QC picture</th></tr></thead>
 <tbody>
@@ -133,6 +149,9 @@ window.addEventListener('load', function () {{
   var ok = Array.prototype.filter.call(document.images, function (i) {{ return i.complete && i.naturalWidth > 0; }});
   document.body.setAttribute('data-images-loaded', ok.length);
   document.body.setAttribute('data-rows', document.querySelectorAll('#cases > tbody > tr').length);
+  var drawn = Array.prototype.filter.call(document.querySelectorAll('svg.cohort circle.mark'), function (c) {{
+    var b = c.getBoundingClientRect(); return b.width > 0 && b.height > 0; }});
+  document.body.setAttribute('data-cohort-marks', drawn.length);
 }});
 </script>
 </body></html>
