@@ -5,7 +5,7 @@ path from the case folder:
 
 - the scan the case was measured on (a scalar volume; also the background of the three slice views);
 - ``segmentation.seg.nrrd`` with its 3-D surface (the file names "Closed surface", so Slicer builds it on
-  reading), vertebrae see-through in 3-D and outlined in the slices;
+  reading), vertebrae (and a vertebral canal segment) see-through in 3-D and outlined in the slices;
 - ``canal.nii.gz`` when the case folder has it (a label map, the label layer of the slice views);
 - every curve of ``centerlines.mrk.json``, coloured per channel, each from its own file under ``review/``
   (Slicer's markups storage node reads the first markup of a file only, so a scene needs one file per curve);
@@ -82,7 +82,7 @@ def segmentation_nodes(path: str, segment_ids: list[str]) -> list[tuple[str, dic
     for sid in segment_ids:
         if re.search(r"[\s|:]", sid):  # not expressible in Slicer's display-properties string: default display
             continue
-        vert = sid.startswith("vertebra_")
+        vert = sid.startswith("vertebra")  # the vertebrae ("vertebra_L3") and the canal ("vertebral_canal")
         props.append(f"{sid} OverrideColorR:-1 OverrideColorG:-1 OverrideColorB:-1 Visible:true Visible3D:true "
                      f"Visible2DFill:{_text(not vert)} Visible2DOutline:true "
                      f"Opacity3D:{VERTEBRA_OPACITY_3D if vert else 1} Opacity2DFill:1 Opacity2DOutline:1 Pickable:true")
