@@ -65,12 +65,14 @@ def _hidden(node_id: str, name: str, **attrs) -> dict:
 def volume_nodes(path: str, *, label: bool = False, name: str = "scan") -> list[tuple[str, dict]]:
     """A scalar (or label map) volume read by Slicer's archetype storage node from ``path`` (relative)."""
     kind = "LabelMapVolume" if label else "ScalarVolume"
-    vid, did, sid = (f"vtkMRML{kind}Node1", f"vtkMRML{kind}DisplayNode1", f"vtkMRMLVolumeArchetypeStorageNode{2 if label else 1}")
+    vid, did = f"vtkMRML{kind}Node1", f"vtkMRML{kind}DisplayNode1"
+    sid = f"vtkMRMLVolumeArchetypeStorageNode{2 if label else 1}"
     colour = "vtkMRMLColorTableNodeLabels" if label else "vtkMRMLColorTableNodeGrey"
     display = {"colorNodeID": colour, "visibility": True}  # Slicer's own colour tables (an attribute, as Slicer writes)
     if not label:
         display.update(autoWindowLevel=1, interpolate=1)
-    return [("LabelMapVolume" if label else "Volume", {"id": vid, "name": name, "references": _refs(display=did, storage=sid)}),
+    return [("LabelMapVolume" if label else "Volume",
+             {"id": vid, "name": name, "references": _refs(display=did, storage=sid)}),
             ("VolumeArchetypeStorage", _hidden(sid, "VolumeArchetypeStorage", fileName=path, useCompression=1,
                                                singleFile=1)),
             ("LabelMapVolumeDisplay" if label else "VolumeDisplay", _hidden(did, "VolumeDisplay", **display))]
@@ -105,7 +107,8 @@ _DISPLAY_KEYS = ("color", "selectedColor", "activeColor", "opacity", "properties
 
 def curve_nodes(k: int, markup: dict, path: str) -> list[tuple[str, dict]]:
     """Curve ``k`` (1-based) read from ``path``; its display (channel colour) as in the markups file."""
-    cid, did, sid = (f"vtkMRMLMarkupsCurveNode{k}", f"vtkMRMLMarkupsDisplayNode{k}", f"vtkMRMLMarkupsJsonStorageNode{k}")
+    cid, did = f"vtkMRMLMarkupsCurveNode{k}", f"vtkMRMLMarkupsDisplayNode{k}"
+    sid = f"vtkMRMLMarkupsJsonStorageNode{k}"
     shown = markup.get("display", {})
     display = {key: shown[key] for key in _DISPLAY_KEYS if key in shown}
     return [("MarkupsCurve", {"id": cid, "name": markup["name"], "locked": bool(markup.get("locked", True)),
@@ -129,10 +132,10 @@ def view_nodes(*, volume: str | None, label: str | None, table: str) -> list[tup
     out = [("Layout", _hidden("vtkMRMLLayoutNodevtkMRMLLayoutNode", "Layout", singletonTag="vtkMRMLLayoutNode",
                               currentViewArrangement=FOUR_UP_TABLE))]
     for view in ("Red", "Yellow", "Green"):
+        layers = _refs(backgroundVolume=volume, labelVolume=label)
         out.append(("SliceComposite", _hidden(f"vtkMRMLSliceCompositeNode{view}", "SliceComposite", singletonTag=view,
-                                              layoutName=view, references=_refs(backgroundVolume=volume, labelVolume=label),
-                                              compositing=0, foregroundOpacity=0, labelOpacity=0.5,
-                                              doPropagateVolumeSelection=1)))
+                                              layoutName=view, references=layers, compositing=0, foregroundOpacity=0,
+                                              labelOpacity=0.5, doPropagateVolumeSelection=1)))
     out.append(("TableView", _hidden("vtkMRMLTableViewNodeTableView1", "TableView", singletonTag="TableView1",
                                      layoutName="TableView1", layoutLabel="1", references=_refs(table=table),
                                      doPropagateTableSelection=1)))
