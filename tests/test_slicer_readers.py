@@ -301,3 +301,19 @@ def test_loader_script_loads_the_scene_and_centres_the_views(cases, monkeypatch)
     assert len(jumps) == 3 and len(fits) == 3
     (ras,) = centreline_points(case)
     np.testing.assert_allclose(jumps[0], ras.mean(0), atol=0.2)  # rounded to 0.01 mm; weights differ slightly
+
+
+def test_review_scene_leaves_out_a_scan_slicer_cannot_read_and_refuses_a_non_case(cases, tmp_path):
+    """A DICOM folder as the scan is left out of the scene (the rest still loads); a folder that is not a
+    measured case is refused, naming the parameter."""
+    from pipeline.export.mrml import write_review_scene
+
+    case = tmp_path / "case"
+    shutil.copytree(cases / "mr_phantom", case)
+    write_review_scene(case, image=tmp_path)  # a folder, as a DICOM series is
+    scene = import_scene(case / "review.mrml")
+    assert scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode") is None
+    assert scene.GetNodeByID("vtkMRMLSliceCompositeNodeRed").GetBackgroundVolumeID() is None
+    assert len(nodes_of(scene, "vtkMRMLMarkupsCurveNode")) == len(list((case / "review").glob("*.mrk.json"))) > 10
+    with pytest.raises(ValueError, match="case_dir"):
+        write_review_scene(tmp_path / "nothing")
