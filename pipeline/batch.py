@@ -35,6 +35,7 @@ from .atomic import in_background, write_text
 from .errors import InputError, OutputError, PlexusError
 from .export.report import build_report
 from .io import _sniff, read_image, write_image
+from .spine import CanalResult
 from .summarize import DONE, write_summary_csv
 
 log = logging.getLogger("plexus")
@@ -237,11 +238,46 @@ def finished(out: Path, case_id: str) -> bool:
 
 
 def segment_case(image, prepared, model, meta, args):
-    """The network part of a case (main process: it holds the model and the device)."""
-    from .inference import segment
+    """The network part of a case (main process: it holds the model and the device): stage 2 on the crop that
+    follows the canal (``prepared``: an :class:`~pipeline.inference.CanalCrop`)."""
+    from .inference import segment_in_canal
 
-    return segment(image, model, meta, device=args.device_obj, modality=args.modality_name, tta=args.tta,
-                   overlap=args.overlap, keep_probabilities=True, prepared=prepared)
+    return segment_in_canal(image, model, meta, prepared, device=args.device_obj, tta=args.tta,
+                            overlap=args.overlap, roi_mm=getattr(args, "canal_margin", 4.0))
+
+
+def prepare_case(image, meta, args):
+    """Stage 1 on the whole scan, then the canal's crop on the model grid (or the canal alone: no spine in view)."""
+    from .inference import prepare_in_canal
+    from .preprocess import guess_modality
+    from .spine import find_canal
+
+    canal = find_canal(image, args.modality_name or guess_modality(image))
+    if not canal.found:
+        return canal
+    return prepare_in_canal(image, canal, meta, modality=args.modality_name,
+                            crop_margin_mm=getattr(args, "crop_margin", 25.0))
+
+
+def write_no_spine(case: CaseInput, image, canal, out: Path) -> dict:
+    """A case with no spine in view: no plexus, a folder holding its status and the reason (a re-run skips it)."""
+    tmp = out / f".{case.case_id}.partial-{owner_tag()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        meas = {"case_id": case.case_id, "input": str(case.path), "status": canal.status, "reason": canal.reason,
+                "modality": canal.modality, "stage1": canal.summary(), "total_volume_mm3": 0.0}
+        write_text(tmp / "measurements.json", json.dumps(meas, indent=2))
+        from .export.qc import qc_picture
+
+        qc_picture(image, tmp / "qc.png", mask=image.with_array(np.zeros(image.shape, np.uint8)), centerlines=[],
+                   calibre_rows=[], title=f"{case.case_id}: {canal.status} ({canal.reason})")
+        (tmp / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+        _publish(tmp, out / case.case_id)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"status": canal.status, "reason": canal.reason, "stage1_s": round(canal.seconds, 3)}
 
 
 def _content_warnings(case: CaseInput, labels) -> list[str]:
@@ -255,7 +291,7 @@ def _content_warnings(case: CaseInput, labels) -> list[str]:
 
 
 def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_name, tmp: Path,
-                save_probabilities: bool, options=None) -> None:
+                save_probabilities: bool, options=None, canal=None) -> None:
     from dataclasses import replace
 
     from .levels import read_vertebrae
@@ -268,19 +304,24 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
     options = replace(options, vertebrae_convention="verse") if vert is not None else options
     labels.meta["warnings"] = [*labels.meta.get("warnings", []), *_content_warnings(case, labels)]
     bone = None if vert is not None else labels.with_array((labels.array == 2).astype(np.uint8))  # levels from bone
-    with in_background(_write_network_outputs, tmp, labels, prob if save_probabilities else None):
+    canal_vol = image.with_array(canal.canal, kind="canal") if canal is not None else None
+    with in_background(_write_network_outputs, tmp, labels, prob if save_probabilities else None, canal_vol):
         measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, bone=bone, options=options,
-                        title=case.case_id)
+                        title=case.case_id, canal=canal_vol)
     meas = json.loads((tmp / "measurements.json").read_text())
     meas.update({"case_id": case.case_id, "input": str(case.path), "modality": modality, "model": model_name,
-                 "vertebrae": str(case.vertebrae) if case.vertebrae else None})
+                 "vertebrae": str(case.vertebrae) if case.vertebrae else None, "status": "ok"})
+    if canal is not None:
+        meas["stage1"] = canal.summary()
     write_text(tmp / "measurements.json", json.dumps(meas, indent=2, default=float))
     (tmp / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
-def _write_network_outputs(tmp: Path, labels, prob) -> None:
-    """The label map on the input grid, and the plexus probability map when asked for."""
+def _write_network_outputs(tmp: Path, labels, prob, canal=None) -> None:
+    """The label map on the input grid, the canal stage 1 found, and the plexus probability map when asked for."""
     write_image(labels, tmp / "segmentation.nii.gz")
+    if canal is not None:
+        write_image(canal, tmp / "canal.nii.gz")
     if prob is not None:
         write_image(prob, tmp / "probabilities.nii.gz")
 
@@ -297,14 +338,14 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def finish_case(case: CaseInput, image, labels, prob_plexus: np.ndarray, modality: str, model_name: str, out: Path,
-                save_probabilities: bool, options=None) -> dict:
+                save_probabilities: bool, options=None, canal=None) -> dict:
     """Measure and export one segmented case into ``out/<case_id>/`` atomically (runs in a worker process)."""
     t1 = time.perf_counter()
     tmp = out / f".{case.case_id}.partial-{owner_tag()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        _write_case(case, image, labels, prob_plexus, modality, model_name, tmp, save_probabilities, options)
+        _write_case(case, image, labels, prob_plexus, modality, model_name, tmp, save_probabilities, options, canal)
         _publish(tmp, out / case.case_id)
     except BaseException as exc:  # nothing of a failed or interrupted case is kept
         shutil.rmtree(tmp, ignore_errors=True)
@@ -382,15 +423,11 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
         return _report_end(out, cases, record, args)
     pool = ThreadPoolExecutor(max_workers=1)
 
-    from .preprocess import PreprocessConfig, preprocess
-
-    pre = PreprocessConfig.from_dict(meta["preprocess"])
-
     def load(c: CaseInput):  # in the background, while the network runs on the case before
         if c.error:
             raise InputError(c.path, c.error)
         image = read_image(c.path, series=args.series, first_volume=getattr(args, "first_volume", False))
-        return image, preprocess(image, pre, args.modality_name)
+        return image, prepare_case(image, meta, args)  # stage 1, then the canal's crop on the model grid
 
     pending = pool.submit(load, todo[0]) if todo else None
     workers = args.workers if getattr(args, "workers", None) is not None else default_workers(args.device_obj)
@@ -435,11 +472,21 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                     bar.update(1)
                     continue
                 bar.set_postfix_str(case.case_id)
+                if isinstance(prepared, CanalResult):  # stage 1 found no spine: a status, not a failure
+                    timings.update(write_no_spine(case, image, prepared, out))
+                    timings["total_s"] = round(time.perf_counter() - t0, 3)
+                    record.cases[case.case_id] = timings
+                    bar.write(f"warning: {case.path}: {prepared.status}: {prepared.reason}; no plexus written",
+                              file=sys.stderr)
+                    claim.release()
+                    bar.update(1)
+                    continue
+                timings["stage1_s"] = round(prepared.canal.seconds, 3)
                 t1 = time.perf_counter()
                 seg = segment_case(image, prepared, model, meta, args)
                 timings["network_s"] = round(time.perf_counter() - t1, 3)
                 job = (case, image, seg.labels, seg.probabilities[1].astype(np.float32, copy=False), seg.modality,
-                       meta.get("name"), out, args.save_probabilities, measure_options(args))
+                       meta.get("name"), out, args.save_probabilities, measure_options(args), prepared.canal)
             except (PlexusError, ValueError, RuntimeError, OSError, MemoryError) as exc:
                 fail(case, exc)
                 claim.release()

@@ -234,6 +234,16 @@ def _run_measure(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- infer
+def _nonneg_mm(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a length in mm, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a length >= 0 mm, got {text!r}")
+    return v
+
+
 def _add_infer(sub) -> None:
     p = sub.add_parser("infer", help="segment and measure a batch of scans with a trained model",
                        description="Segment the plexus in every input scan and measure it. INPUT: image files, DICOM "
@@ -257,6 +267,11 @@ def _add_infer(sub) -> None:
                    "or intensities (stated in measurements.json)")
     p.add_argument("--series", help="DICOM SeriesInstanceUID to read from series folders")
     p.add_argument("--first-volume", action="store_true", help="a 4-D image (a time series, several echoes): use its first volume (default: refuse it)")
+    p.add_argument("--crop-margin", type=_nonneg_mm, default=25.0, metavar="MM", help="stage 2: the network "
+                   "sees the vertebral canal found by stage 1 grown by MM (default 25: the vertebral bodies, "
+                   "foramina and laminae around it)")
+    p.add_argument("--canal-margin", type=_nonneg_mm, default=4.0, metavar="MM", help="plexus is kept only within "
+                   "MM of the canal (default 4: the rim at its bony wall and the veins' entry into the foramina)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap (default: the model's)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, help="average with the left-right flipped "
                    "prediction (default: the model's setting, inference.tta in its metadata.json)")

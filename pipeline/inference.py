@@ -14,6 +14,8 @@ import torch
 
 from .io import Volume
 from .preprocess import PreprocessConfig, Prepared, invert, preprocess
+from .spine import CanalResult
+from .spine.roi import crop_box, embed, plexus_region, sub_volume
 
 log = logging.getLogger("plexus")
 
@@ -65,9 +67,72 @@ def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.de
                         back if keep_probabilities else None, prep.modality, tuple(prep.image.shape[1:]))
 
 
+@dataclass(frozen=True)
+class CanalCrop:
+    """Stage 2's input: the scan inside the box that follows the canal, put on the model grid.
+
+    ``box`` (input-grid slices) holds the canal grown by the crop margin; ``prepared`` is that sub-volume on the
+    model grid (what the network sees); ``canal`` is stage 1's result on the whole input grid.
+    """
+
+    canal: CanalResult
+    box: tuple[slice, slice, slice]
+    prepared: Prepared
+
+
+def prepare_in_canal(vol: Volume, canal: CanalResult, meta: dict, *, modality: str | None = None,
+                     crop_margin_mm: float = 25.0) -> CanalCrop:
+    """Crop ``vol`` to the canal grown by ``crop_margin_mm`` and preprocess the crop with the model's settings.
+
+    Parameters
+    ----------
+    vol : Volume
+        The whole scan.
+    canal : CanalResult
+        Stage 1 on ``vol`` (a spine must be in view).
+    meta : dict
+        The model folder's metadata (its ``preprocess`` settings).
+    crop_margin_mm : float
+        Context around the canal, mm: the vertebral bodies in front, the foramina and the laminae.
+    """
+    if not canal.found or canal.canal is None:
+        raise ValueError(f"canal: stage 1 found no spine in this scan ({canal.reason})")
+    box = crop_box(canal.canal, vol.affine, crop_margin_mm)
+    part = sub_volume(vol, box)
+    prep = preprocess(part, PreprocessConfig.from_dict(meta["preprocess"]), modality or canal.modality)
+    return CanalCrop(canal, box, prep)
+
+
+@torch.no_grad()
+def segment_in_canal(vol: Volume, model: torch.nn.Module, meta: dict, crop: CanalCrop, *,
+                     device: torch.device | None = None, overlap: float | None = None, tta: bool | None = None,
+                     roi_mm: float = 4.0) -> Segmentation:
+    """Stage 2: the network on the canal's crop (:func:`prepare_in_canal`), back on the whole input grid.
+
+    The labels and the plexus probability come back voxel for voxel on ``vol``'s grid (zeros outside the crop);
+    plexus is kept only within ``roi_mm`` of the canal (:func:`.spine.roi.plexus_region`): the internal vertebral
+    venous plexus is never outside the vertebral canal. ``probabilities`` holds (background, plexus) only.
+    """
+    part = sub_volume(vol, crop.box)
+    seg = segment(part, model, meta, device=device, modality=crop.prepared.modality, overlap=overlap, tta=tta,
+                  keep_probabilities=True, prepared=crop.prepared)
+    labels = embed(seg.labels.array, crop.box, vol.shape)
+    probabilities = np.zeros((2, *vol.shape), np.float32)
+    prob = probabilities[1]
+    prob[crop.box] = seg.probabilities[1]
+    del seg
+    outside = ~plexus_region(crop.canal.canal, vol.spacing, roi_mm)
+    labels[(labels == 1) & outside] = 0
+    prob[outside] = 0.0
+    np.subtract(1.0, prob, out=probabilities[0])
+    return Segmentation(vol.with_array(labels, kind="segmentation"), probabilities, crop.prepared.modality,
+                        tuple(crop.prepared.image.shape[1:]))
+
+
 @torch.no_grad()
 def predict(x: torch.Tensor, model: torch.nn.Module, meta: dict, *, device: torch.device,
-            overlap: float | None = None, tta: bool | None = None) -> torch.Tensor:
+            overlap: float | None = None, tta: bool | None = None, amp: torch.dtype | None | str = "auto",
+            ) -> torch.Tensor:
     """Class probabilities of a preprocessed image: MONAI sliding windows with Gaussian blending, AMP on a GPU.
 
     Parameters
@@ -75,6 +140,9 @@ def predict(x: torch.Tensor, model: torch.nn.Module, meta: dict, *, device: torc
     x : (1, 1, X, Y, Z) float tensor
         The image on the model grid, on ``device``.
     overlap, tta : see :func:`segment`.
+    amp : torch.dtype, None or "auto"
+        Autocast dtype of the network; ``"auto"``: :func:`amp_dtype` (a GPU's half precision, none on the CPU).
+        The tests force ``torch.bfloat16`` on the CPU to run the GPU's autocast path.
 
     Returns
     -------
@@ -83,15 +151,14 @@ def predict(x: torch.Tensor, model: torch.nn.Module, meta: dict, *, device: torc
     from monai.inferers import sliding_window_inference
 
     inf = meta["inference"]
-    use_amp = device.type == "cuda"
-    dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    dtype = amp_dtype(device) if isinstance(amp, str) else amp
     n_classes = len(meta.get("outputs", {}).get("classes", {})) or 3
     stitch = stitch_device(device, tuple(x.shape[2:]), n_classes)
     if x.numel() == 0:  # nothing in the scan above the background: no body, nothing to segment
         return torch.zeros((1, n_classes, *x.shape[2:]))
 
     def run(inp):
-        with torch.autocast(device_type=device.type, dtype=dtype, enabled=use_amp):
+        with torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             logits = sliding_window_inference(inp, roi_size=tuple(inf["patch_size"]), sw_batch_size=4, predictor=model,
                                               overlap=inf["overlap"] if overlap is None else overlap, mode="gaussian",
                                               sw_device=device, device=stitch)
@@ -99,13 +166,30 @@ def predict(x: torch.Tensor, model: torch.nn.Module, meta: dict, *, device: torc
 
     prob = run(x)
     if inf.get("tta", False) if tta is None else tta:  # the mean with the left-right mirrored image's prediction
-        mirrored = run(torch.flip(x, dims=[2]))
-        if prob.device.type == "cpu":  # NumPy adds the mirrored view; torch.flip would copy gigabytes first
-            a = prob.numpy()
-            np.add(a, mirrored.numpy()[:, :, ::-1], out=a)
-            a *= 0.5
-        else:
-            prob.add_(torch.flip(mirrored, dims=[2])).mul_(0.5)
+        mean_with_mirrored(prob, run(torch.flip(x, dims=[2])))
+    return prob
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The network's autocast dtype on ``device``: bfloat16 on a GPU that has it, else float16; ``None`` (full
+    precision) on the CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def mean_with_mirrored(prob: torch.Tensor, mirrored: torch.Tensor, *, numpy_view: bool | None = None) -> torch.Tensor:
+    """``prob`` (1, C, X, Y, Z) replaced, in place, by its mean with ``mirrored`` flipped back along X.
+
+    ``numpy_view`` (default: ``prob`` is on the CPU): NumPy adds the mirrored view, where ``torch.flip`` would copy
+    gigabytes first; else ``torch.flip`` (on a GPU). Either path runs on CPU tensors, for the tests.
+    """
+    if prob.device.type == "cpu" if numpy_view is None else numpy_view:
+        a = prob.numpy()
+        np.add(a, mirrored.numpy()[:, :, ::-1], out=a)
+        a *= 0.5
+    else:
+        prob.add_(torch.flip(mirrored, dims=[2])).mul_(0.5)
     return prob
 
 

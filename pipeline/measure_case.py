@@ -50,7 +50,7 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
 
 def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None = None, vertebrae: Volume | None = None,
                     probabilities: Volume | None = None, bone: Volume | None = None,
-                    options: MeasureOptions | None = None, title: str = "") -> MeasureResult:
+                    options: MeasureOptions | None = None, title: str = "", canal: Volume | None = None) -> MeasureResult:
     """Measure ``mask`` and write every output of a case into ``out_dir``.
 
     ``calibre.csv`` (+ ``.schema.csv``), ``centerlines.json``, ``measurements.json``, ``qc.png`` and, for 3D Slicer,
@@ -61,11 +61,11 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
     options = options or MeasureOptions()
     if vertebrae is not None:  # the same grid stored in another axis order is re-stored like the mask
         vertebrae = same_grid(mask, vertebrae, "vertebra map")
-    result = measure(mask, vertebrae=vertebrae, probabilities=probabilities, bone=bone, options=options)
+    result = measure(mask, vertebrae=vertebrae, probabilities=probabilities, bone=bone, options=options, canal=canal)
     out = Path(out_dir)
     write_measurement_files(result, out)
     vertebrae = result.vertebrae if result.vertebrae is not None else vertebrae
-    with in_background(_write_volumes, out, mask, options.label, result.vertebrae, vertebrae):
+    with in_background(_write_volumes, out, mask, options.label, result.vertebrae, vertebrae, canal):
         write_markups(out / "centerlines.mrk.json", result)
         write_vtp(out / "centerlines.vtp", result)
         pts = [b.points for b in result.branches]
@@ -76,15 +76,16 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
                    centerlines=[{"points": b["points"], "diameter": b["diameter"]}
                                 for b in centerlines_dict(result)["branches"]],
                    calibre_rows=result.rows, title=f"{title or mask.path}: plexus calibre"
-                   f" ({result.summary.get('levels_source', '')})")
+                   f" ({result.summary.get('levels_source', '')})", canal=canal)
     write_review_scene(out, image=image_path if image_path and Path(image_path).exists() else None)  # after the .seg.nrrd
     for w in result.warnings:
         log.warning("warning: %s", w)
     return result
 
 
-def _write_volumes(out: Path, mask: Volume, label: int, found: Volume | None, vertebrae: Volume | None) -> None:
+def _write_volumes(out: Path, mask: Volume, label: int, found: Volume | None, vertebrae: Volume | None,
+                   canal: Volume | None = None) -> None:
     """The Slicer segmentation, and the vertebra map found from the bone (``found``) when there is one."""
     if found is not None:
         write_image(found, out / "vertebrae.nii.gz")
-    write_segmentation(out / "segmentation.seg.nrrd", mask, label=label, vertebrae=vertebrae)
+    write_segmentation(out / "segmentation.seg.nrrd", mask, label=label, vertebrae=vertebrae, canal=canal)

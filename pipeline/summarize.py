@@ -16,6 +16,7 @@ from .atomic import write_text
 from .errors import InputError
 from .export.report import build_report
 from .export.tables import calibre_csv_text
+from .postprocess.measure import COLUMNS
 
 DONE = ".complete"
 
@@ -29,19 +30,30 @@ def write_summary_csv(out: Path) -> Path | None:
     """``summary.csv``: every (level, channel) row of every finished case, ``case_id`` first."""
     header, body = None, []
     for d in finished_cases(out):
+        if not (d / "calibre.csv").exists():  # a case with a status and no plexus (no spine in view)
+            status = json.loads((d / "measurements.json").read_text()).get("status", "no calibre")
+            head, rest = calibre_csv_text([_status_row()], first={"case_id": d.name, "status": status}).split("\n", 1)
+            header = header or head
+            body.append(rest)
+            continue
         rows = list(csv.DictReader(open(d / "calibre.csv")))
         for r in rows:
             for k, v in r.items():
                 if k not in ("level", "channel", "n_points"):
                     r[k] = float(v) if v else float("nan")
             r["n_points"] = int(r["n_points"])
-        head, rest = calibre_csv_text(rows, first={"case_id": d.name}).split("\n", 1)
+        head, rest = calibre_csv_text(rows, first={"case_id": d.name, "status": "ok"}).split("\n", 1)
         header = header or head
         body.append(rest)
     if header is None:
         return None
     write_text(out / "summary.csv", header + "\n" + "".join(body))
     return out / "summary.csv"
+
+
+def _status_row() -> dict:
+    """The one row of a case without a plexus: no level, no channel, every figure empty."""
+    return {c: ("NA" if c in ("level", "channel") else 0 if c == "n_points" else float("nan")) for c in COLUMNS}
 
 
 def merge_records(out: Path) -> dict:

@@ -18,9 +18,18 @@ import numpy as np  # noqa: E402
 
 from ..atomic import atomic_path  # noqa: E402
 from ..io import Volume, reorient  # noqa: E402
+from ..spine.roi import crop_box, sub_volume  # noqa: E402
 
 CHANNEL_COLOURS = {"anterior_left": "#d62728", "anterior_right": "#1f77b4", "posterior_left": "#ff7f0e",
                    "posterior_right": "#2ca02c", "transverse": "#7f7f7f"}
+
+
+def _box_of(a: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, slice]:
+    return crop_box(a > 0, np.diag([*np.asarray(spacing, float), 1.0]), margin_mm)
+
+
+def _sub(vol: Volume, box) -> Volume:
+    return sub_volume(vol, box)
 
 
 def _crop_to(image: Volume, mask: Volume, margin_mm: float) -> tuple[Volume, Volume]:
@@ -48,7 +57,7 @@ def _window(modality: str | None, arr: np.ndarray) -> tuple[float, float]:
 
 
 def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, centerlines: list | None = None,
-               calibre_rows: list[dict] | None = None, title: str = "") -> Path:
+               calibre_rows: list[dict] | None = None, title: str = "", canal: Volume | None = None) -> Path:
     """Write the QC picture of a case to ``path`` (PNG) and return the path.
 
     Parameters
@@ -61,16 +70,23 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
         Branches with ``points`` (RAS mm) and ``diameter`` (mm) for the coloured projection.
     calibre_rows : list of dict, optional
         Rows of ``calibre.csv`` for the per-level chart.
+    canal : Volume, optional
+        The vertebral canal stage 1 found, image grid (outlined in yellow).
     """
-    if mask is not None and np.any(mask.array):
-        image, mask = _crop_to(image, mask, margin_mm=35.0)  # the spine, not the whole field of view
+    if canal is not None and np.any(canal.array):  # the spine, not the whole field of view
+        box = _box_of(canal.array, canal.spacing, 35.0)
+        image, canal = _sub(image, box), _sub(canal, box)
+        mask = _sub(mask, box) if mask is not None else None
+    elif mask is not None and np.any(mask.array):
+        image, mask = _crop_to(image, mask, margin_mm=35.0)
     ras = reorient(image)
     arr, aff = ras.array, ras.affine
     m = reorient(mask).array > 0 if mask is not None else None
+    c = reorient(canal).array > 0 if canal is not None else None
     sp = np.linalg.norm(aff[:3, :3], axis=0)
     vmin, vmax = _window(image.meta.get("modality"), arr)
-    if m is not None and m.any():
-        idx = np.argwhere(m)
+    if (c if c is not None else m) is not None and (c if c is not None else m).any():
+        idx = np.argwhere(c if c is not None else m)
         cx = int(round(float(np.median(idx[:, 0]))))
         zs = np.linspace(idx[:, 2].min(), idx[:, 2].max(), 5)[1:4].astype(int)
     else:
@@ -82,7 +98,9 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
     for i, z in enumerate(zs):
         ax = fig.add_subplot(gs[0 if i < 2 else 1, i % 2 if i < 2 else 0])
         ax.imshow(arr[:, :, z].T, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, aspect=sp[1] / sp[0])
-        if m is not None:
+        if c is not None and c[:, :, z].any():
+            ax.contour(c[:, :, z].T, [0.5], colors="gold", linewidths=0.8)
+        if m is not None and m[:, :, z].any():
             ax.contour(m[:, :, z].T, [0.5], colors="red", linewidths=0.8)
         # titles at a fixed height: matplotlib's automatic title placement measures every tick label (a sixth of
         # the picture's time), and no axes here has labels above it
@@ -91,9 +109,11 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
         ax.set_axis_off()
     ax = fig.add_subplot(gs[1, 1])
     ax.imshow(arr[cx].T, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, aspect=sp[2] / sp[1])
-    if m is not None:
+    if c is not None and c[cx].any():
+        ax.contour(c[cx].T, [0.5], colors="gold", linewidths=0.8)
+    if m is not None and m[cx].any():
         ax.contour(m[cx].T, [0.5], colors="red", linewidths=0.8)
-    ax.set_title("sagittal (anterior right)", y=1.0)
+    ax.set_title("sagittal (anterior right)" + ("; canal in yellow" if c is not None else ""), y=1.0)
     ax.set_axis_off()
     ax = fig.add_subplot(gs[:, 2])
     _coronal(ax, arr, aff, m, centerlines)

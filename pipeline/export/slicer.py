@@ -28,6 +28,7 @@ CHANNEL_RGB = {"anterior_left": (0.84, 0.15, 0.16), "anterior_right": (0.12, 0.4
                "posterior_left": (1.0, 0.50, 0.05), "posterior_right": (0.17, 0.63, 0.17),
                "transverse": (0.55, 0.55, 0.55)}
 PLEXUS_RGB = (0.30, 0.35, 0.95)
+CANAL_RGB = (0.95, 0.85, 0.35)   # the vertebral canal: pale yellow, as the epidural fat it holds
 _CONTEXT = {"contextName": "Segmentation category and type - 3D Slicer General Anatomy list",
             "anatomicContextName": "Anatomic codes - DICOM master list"}
 _REGION_TYPE = {"C": ["SCT", "122494005", "Cervical vertebral column"],
@@ -40,8 +41,11 @@ def ras_to_lps(points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=float) * np.array([-1.0, -1.0, 1.0])
 
 
-def write_segmentation(path: str | Path, mask: Volume, *, label: int = 1, vertebrae: Volume | None = None) -> Path:
-    """Slicer segmentation: segment 1 "Epidural venous plexus" (+ one per vertebra), on the mask's grid."""
+def write_segmentation(path: str | Path, mask: Volume, *, label: int = 1, vertebrae: Volume | None = None,
+                       canal: Volume | None = None) -> Path:
+    """Slicer segmentation: segment 1 "Epidural venous plexus" (+ one per vertebra), on the mask's grid; with
+    ``canal`` (same grid), a "Vertebral canal" segment in a second layer (it holds the plexus: segments of one
+    layer cannot overlap)."""
     import slicerio
 
     plexus = np.asarray(mask.array) == label
@@ -65,7 +69,14 @@ def write_segmentation(path: str | Path, mask: Volume, *, label: int = 1, verteb
                              "color": [shade, shade * 0.95, shade * 0.8],
                              "terminology": {**_CONTEXT, "category": ["SCT", "123037004", "Anatomical Structure"],
                                              "type": _REGION_TYPE[name[0]]}})
-    seg = {"voxels": fortran_order(labels), "ijkToLPS": RAS_TO_LPS @ mask.affine, "segments": segments,
+    voxels = fortran_order(labels)
+    if canal is not None:
+        voxels = np.stack([labels, (np.asarray(canal.array) > 0).astype(np.uint8)])
+        segments.append({"id": "vertebral_canal", "name": "Vertebral canal", "labelValue": 1, "layer": 1,
+                         "color": list(CANAL_RGB),
+                         "terminology": {**_CONTEXT, "category": ["SCT", "123037004", "Anatomical Structure"],
+                                         "type": ["SCT", "61557005", "Vertebral canal"]}})
+    seg = {"voxels": voxels, "ijkToLPS": RAS_TO_LPS @ mask.affine, "segments": segments,
            # Slicer makes every representation named here when it reads the file: the 3-D surface shows at once
            "containedRepresentationNames": ["Binary labelmap", "Closed surface"], "masterRepresentation": "Binary labelmap",
            "encoding": "gzip"}

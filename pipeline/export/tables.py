@@ -16,14 +16,16 @@ from ..atomic import write_text
 from ..postprocess.calibre import flag_names
 from ..postprocess.measure import COLUMNS, MeasureResult
 
-_UNITS = {"length_mm": "mm", "volume_mm3": "mm3"}
+_UNITS = {"length_mm": "mm", "volume_mm3": "mm3", "canal_area_mm2": "mm2", "plexus_canal_fraction": "1"}
 _LONG = {"level": "Vertebral level (C1..S1, NA when unknown)",
          "channel": "anterior/posterior left/right longitudinal channel, or transverse",
          "n_points": "Centreline points with an undisturbed cross-section",
          "length_mm": "Centreline length", "median_diameter_mm": "Median area-equivalent diameter",
          "mean_diameter_mm": "Mean area-equivalent diameter", "min_diameter_mm": "Minimum area-equivalent diameter",
          "max_diameter_mm": "Maximum area-equivalent diameter",
-         "median_inscribed_diameter_mm": "Median maximal inscribed diameter", "volume_mm3": "Vessel volume"}
+         "median_inscribed_diameter_mm": "Median maximal inscribed diameter", "volume_mm3": "Vessel volume",
+         "canal_area_mm2": "Vertebral canal cross-section area at this level (median along the spine axis)",
+         "plexus_canal_fraction": "Share of the vertebral canal at this level that the plexus fills (0..1)"}
 
 
 def _fmt(v) -> str:
@@ -52,7 +54,8 @@ def schema_csv_text() -> str:
     for c in COLUMNS:
         typ = "string" if c in ("level", "channel") else "int" if c == "n_points" else "double"
         unit = _UNITS.get(c, "mm" if c.endswith("_mm") else "")
-        ucum = {"mm": ("mm", "UCUM", "millimeter"), "mm3": ("mm3", "UCUM", "cubic millimeter")}.get(unit, ("", "", ""))
+        ucum = {"mm": ("mm", "UCUM", "millimeter"), "mm3": ("mm3", "UCUM", "cubic millimeter"),
+                "mm2": ("mm2", "UCUM", "square millimeter"), "1": ("1", "UCUM", "ratio")}.get(unit, ("", "", ""))
         w.writerow([c, typ, "" if typ == "string" else "nan" if typ == "double" else "0", _LONG[c], _LONG[c], unit, *ucum])
     return buf.getvalue()
 

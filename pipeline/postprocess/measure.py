@@ -38,7 +38,7 @@ from .vertebrae import (
 
 BAD = JUNCTION | END | EMPTY | BORDER
 COLUMNS = ["level", "channel", "n_points", "length_mm", "median_diameter_mm", "mean_diameter_mm", "min_diameter_mm",
-           "max_diameter_mm", "median_inscribed_diameter_mm", "volume_mm3"]
+           "max_diameter_mm", "median_inscribed_diameter_mm", "volume_mm3", "canal_area_mm2", "plexus_canal_fraction"]
 
 
 @dataclass
@@ -95,8 +95,13 @@ def _binary(mask: Volume, label: int, warnings: list[str]) -> np.ndarray:
 
 
 def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Volume | None = None,
-            bone: Volume | None = None, options: MeasureOptions | None = None) -> MeasureResult:
-    """Measure the plexus of ``mask`` (see the module docstring)."""
+            bone: Volume | None = None, options: MeasureOptions | None = None,
+            canal: Volume | None = None) -> MeasureResult:
+    """Measure the plexus of ``mask`` (see the module docstring).
+
+    ``canal`` (the vertebral canal, mask grid): each level's canal cross-section (``canal_area_mm2``, the median
+    over 1 mm steps along the spine axis) and the share of it the plexus fills (``plexus_canal_fraction``).
+    """
     opt = options or MeasureOptions()
     t0 = time.perf_counter()
     warnings: list[str] = list(mask.meta.get("warnings", []))
@@ -170,6 +175,9 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
         s = level_frame.project(b.points)[2] if level_frame is not None else np.zeros(len(b.points))
         b.data["level"] = assign_levels(s, centroids)
     rows = _rows(graph.branches, cleaned, aff, spacing, list(centroids))
+    if canal is not None:
+        _add_canal_columns(rows, same_grid(mask, canal, "canal mask"), mask.array == opt.label, level_frame or frame,
+                           centroids)
     for r in rows:
         if r["channel"] in CHANNELS and r["n_points"] == 0 and (r["level"] != NA or not centroids):
             warnings.append(f"{mask.path}: {r['level']} {r['channel']}: no measurable centreline")
@@ -187,6 +195,36 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
                       "total": round(time.perf_counter() - t0, 3)},
     })
     return MeasureResult(graph.branches, graph.nodes, graph.degree, rows, summary, warnings, found)
+
+
+def canal_by_level(canal: Volume, plexus: np.ndarray, frame, centroids: dict[str, float]) -> dict[str, tuple]:
+    """Per level: (canal cross-section, mm^2; share of the canal the plexus fills, 0..1).
+
+    Canal voxels take the level of the nearest body centroid along ``frame``'s axis (``NA`` without levels); the
+    area is the median, over 1 mm steps along the axis, of the canal volume in the step divided by its length.
+    """
+    idx = np.argwhere(canal.array > 0)
+    if len(idx) == 0 or frame is None:
+        return {}
+    world = idx @ canal.affine[:3, :3].T + canal.affine[:3, 3]
+    s = frame.project(world)[2]
+    names = assign_levels(s, centroids)
+    voxel = float(np.prod(canal.spacing))
+    inside = plexus[tuple(idx.T)]
+    out = {}
+    for name in dict.fromkeys(names):
+        m = names == name
+        steps = np.floor(s[m]).astype(int)
+        counts = np.bincount(steps - steps.min())
+        area = float(np.median(counts[counts > 0])) * voxel  # mm3 per 1 mm of axis
+        out[name] = (round(area, 2), round(float(inside[m].mean()), 4))
+    return out
+
+
+def _add_canal_columns(rows: list[dict], canal: Volume, plexus: np.ndarray, frame, centroids) -> None:
+    table = canal_by_level(canal, plexus, frame, centroids)
+    for r in rows:
+        r["canal_area_mm2"], r["plexus_canal_fraction"] = table.get(r["level"], (float("nan"), float("nan")))
 
 
 def _canal_frame_of(branches: list[Branch]):
@@ -325,7 +363,7 @@ def _rows(branches: list[Branch], cleaned: np.ndarray, aff: np.ndarray, spacing,
                     "min_diameter_mm": float(np.min(d)) if d.size else float("nan"),
                     "max_diameter_mm": float(np.max(d)) if d.size else float("nan"),
                     "median_inscribed_diameter_mm": float(np.median(ins[good])) if good.any() else float("nan")})
-        rows.append({k: row[k] for k in COLUMNS})
+        rows.append({k: row.get(k, float("nan")) for k in COLUMNS})  # the canal's columns: see canal_by_level
     return rows
 
 

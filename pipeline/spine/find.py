@@ -18,12 +18,13 @@ import numpy as np
 from ..io import Volume
 from .candidates import ct_candidates, mr_candidates
 from .grid import CoarseGrid, coarse_spacing, to_coarse, to_input_grid
-from .track import Chain, best_chain, body_midline, chain_mask
+from .track import Chain, best_chain, body_depth, body_midline, ct_wall, no_wall, star_mask
 
 log = logging.getLogger("plexus")
 
 SPINE_FOUND = "ok"
 NO_SPINE = "no spine in view"
+MR_CANAL_RADIUS_MM = 9.0  # half the width of an adult dural sac with its epidural space
 
 
 @dataclass
@@ -98,11 +99,16 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
                            "narrowest; no vertebral canal fits", modality=modality, seconds=time.perf_counter() - t0)
     grid = to_coarse(vol, coarse_spacing(vol))
     cands = ct_candidates(grid) if modality == "CT" else mr_candidates(grid)
-    chain = best_chain(cands, grid.spacing, midline=body_midline(_body(grid, modality)))
+    body = _body(grid, modality)
+    chain = best_chain(cands, grid.spacing, midline=body_midline(body),
+                       depth=body_depth(body) if modality == "MR" else None)
     verdict = _verdict(chain, grid, min_length_mm, min_coverage, min_score)
     if verdict:
         return CanalResult(NO_SPINE, verdict, modality=modality, seconds=time.perf_counter() - t0)
-    mask = chain_mask(chain, grid.array.shape)
+    # CT: out to the bony wall; MR: a circle of an adult canal's half-width around the centre found (the MR wall
+    # is not detected: cortex, ligament and CSF are all dark on T1)
+    mask = star_mask(grid.array, chain, grid.spacing, wall=ct_wall) if modality == "CT" else \
+        star_mask(grid.array, chain, grid.spacing, wall=no_wall, default_mm=MR_CANAL_RADIUS_MM)
     canal = to_input_grid(mask, grid, vol)
     centre = grid.world(np.column_stack([chain.centres, chain.slices]))
     area = mask[:, :, chain.slices].sum(axis=(0, 1)) * grid.spacing ** 2

@@ -43,6 +43,7 @@ class Chain:
 
 
 def best_chain(cands: list[list[Candidate]], spacing: float, *, midline: np.ndarray | None = None,
+               depth: np.ndarray | None = None,
                max_step_mm: float = 4.0, max_gap_mm: float = 30.0,
                smooth_mm: float = 4.0) -> Chain | None:
     """The highest-scoring chain of ``cands`` (one list per slice), or None when there is no candidate.
@@ -54,13 +55,16 @@ def best_chain(cands: list[list[Candidate]], spacing: float, *, midline: np.ndar
         Voxel size of the coarse grid, mm.
     midline : (Z,) float ndarray, optional
         The body's left-right middle in each slice (voxel x); NaN where unknown.
+    depth : (Z, 2) float ndarray, optional
+        The body's posterior and anterior edge in each slice (voxel y): candidates in the front third weigh less
+        (the canal lies behind the vertebral bodies; the aorta, IVC, carotids and trachea in front of them).
     max_step_mm, max_gap_mm : float
         Largest move of the centre between neighbouring slices, and longest run of slices without a candidate.
     """
     flat = [c for cs in cands for c in cs]
     if not flat:
         return None
-    weight = np.array([_weight(c, midline, spacing) for c in flat])
+    weight = np.array([_weight(c, midline, spacing) * _front(c, depth) for c in flat])
     gain = weight * spacing  # score per mm of height
     ks = np.array([c.k for c in flat])
     order = np.argsort(ks, kind="stable")
@@ -103,6 +107,25 @@ def _weight(c: Candidate, midline: np.ndarray | None, spacing: float) -> float:
     return c.score * float(np.clip(1.0 - (off - 12.0) / 25.0, 0.1, 1.0))
 
 
+def _front(c: Candidate, depth: np.ndarray | None) -> float:
+    if depth is None or not np.all(np.isfinite(depth[c.k])) or depth[c.k, 1] <= depth[c.k, 0]:
+        return 1.0
+    f = (c.centre[1] - depth[c.k, 0]) / (depth[c.k, 1] - depth[c.k, 0])  # 0 at the back, 1 at the front
+    return float(np.clip(1.0 - (f - 0.6) / 0.3 * 0.7, 0.3, 1.0))
+
+
+def body_depth(body: np.ndarray) -> np.ndarray:
+    """(Z, 2) the posterior and anterior edge (voxel y; RAS: +y anterior) of the body in each axial slice of a
+    (X, Y, Z) bool mask, from the 2nd and 98th percentiles of its rows; NaN in a slice without body."""
+    out = np.full((body.shape[2], 2), np.nan)
+    rows = body.sum(axis=0)  # (Y, Z)
+    for k in range(body.shape[2]):
+        c = np.cumsum(rows[:, k])
+        if c[-1] > 0:
+            out[k] = np.searchsorted(c, [0.02 * c[-1], 0.98 * c[-1]])
+    return out
+
+
 def chain_mask(chain: Chain, shape: tuple[int, int, int]) -> np.ndarray:
     """(X, Y, Z) bool: each member's pixels, and in the slices between members the nearer member's outline
     moved to the interpolated centre."""
@@ -125,3 +148,53 @@ def body_midline(body: np.ndarray) -> np.ndarray:
     sx = (body.sum(axis=1) * xs[:, None]).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, sx / count, np.nan)
+
+
+def star_mask(grid_array: np.ndarray, chain: Chain, spacing: float, *, wall, max_mm: float = 14.0,
+              directions: int = 32, default_mm: float = 5.0) -> np.ndarray:
+    """(X, Y, Z) bool: in each slice of ``chain``, the star-shaped region around its centre out to the wall.
+
+    Rays leave the centre in ``directions`` directions and stop at the first voxel ``wall(values)`` calls wall
+    (CT: cortical bone, or bone at least 3 mm thick: a contrast-filled vein of the plexus at the canal's rim is
+    crossed, the vertebra behind it is not); a ray that meets no wall within ``max_mm`` (an open ring: a disc, a
+    foramen) takes the median length of the others, and a slice with fewer than three walls a circle of
+    ``default_mm``. Every epidural vein lies inside this outline.
+    """
+    shape = grid_array.shape
+    mask = np.zeros(shape, bool)
+    angles = np.linspace(0.0, 2 * np.pi, directions, endpoint=False)
+    steps = np.arange(0.5, max_mm / spacing + 0.5, 0.5)
+    dirs = np.stack([np.cos(angles), np.sin(angles)], 1)
+    gx, gy = np.mgrid[0:shape[0], 0:shape[1]]
+    for k, c in zip(chain.slices, chain.centres):
+        pts = c[None, None, :] + dirs[:, None, :] * steps[None, :, None]  # (D, S, 2)
+        ij = np.rint(pts).astype(int)
+        ok = np.all((ij >= 0) & (ij < shape[:2]), axis=2)
+        vals = np.full(ij.shape[:2], np.nan, np.float32)
+        vals[ok] = grid_array[ij[ok][:, 0], ij[ok][:, 1], k]
+        hit = wall(vals, spacing)
+        radius = np.where(hit.any(axis=1), steps[np.argmax(hit, axis=1)], np.nan)
+        if np.isfinite(radius).sum() < 3:
+            radius[:] = default_mm / spacing
+        radius = np.where(np.isfinite(radius), radius, np.nanmedian(radius))
+        ang = np.arctan2(gy - c[1], gx - c[0]) % (2 * np.pi)
+        r = np.interp(ang, np.r_[angles, 2 * np.pi], np.r_[radius, radius[0]], period=2 * np.pi)
+        mask[:, :, k] = np.hypot(gx - c[0], gy - c[1]) <= r
+    return mask
+
+
+def ct_wall(vals: np.ndarray, spacing: float, *, cortex_hu: float = 350.0, bone_hu: float = 180.0,
+            thick_mm: float = 3.0) -> np.ndarray:
+    """(D, S) bool along rays sampled every half voxel: cortical bone, or bone over ``thick_mm`` thick."""
+    bone = np.nan_to_num(vals, nan=0.0) > bone_hu
+    n = max(1, int(round(thick_mm / (0.5 * spacing))))
+    run = np.ones_like(bone)
+    for j in range(n):
+        run[:, :bone.shape[1] - j] &= bone[:, j:]
+        run[:, bone.shape[1] - j:] = False if j else run[:, bone.shape[1] - j:]
+    return (np.nan_to_num(vals, nan=0.0) > cortex_hu) | run
+
+
+def no_wall(vals: np.ndarray, spacing: float) -> np.ndarray:
+    """MR: no intensity means cortical bone on every sequence, so no ray stops (the canal is a circle)."""
+    return np.zeros(vals.shape, bool)
