@@ -145,3 +145,118 @@ def test_sigterm_to_plexus_train_nproc_reaches_torchrun_and_waits_for_it(tmp_pat
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 143
     assert log.read_text().splitlines() == ["started -m torch.distributed.run", "sigterm", "saved"]
+
+
+# ------------------------------------------------------------------- the GPU-only lines, run on the CPU
+def test_inference_amp_dtype_on_a_gpu_with_and_without_bf16(monkeypatch):
+    from pipeline.inference import amp_dtype
+
+    assert amp_dtype(torch.device("cpu")) is None
+    for bf16, dtype in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+        assert amp_dtype(torch.device("cuda")) == dtype
+
+
+def test_predict_under_autocast_matches_full_precision(monkeypatch):
+    """The autocast branch of ``predict`` (a GPU's), run on the CPU in bfloat16, with the flip TTA."""
+    from pipeline.inference import predict
+
+    torch.manual_seed(0)
+    model = build_network(load_config(SMOKE).model).eval()
+    meta = {"inference": {"patch_size": [32, 32, 32], "overlap": 0.25, "tta": True}, "outputs": {"classes": {}}}
+    x = torch.randn(1, 1, 40, 36, 44)
+    full = predict(x, model, meta, device=torch.device("cpu"))
+    seen = []
+    real = torch.autocast
+
+    def spy(*a, **k):
+        seen.append((k.get("dtype"), k.get("enabled")))
+        return real(*a, **k)
+    monkeypatch.setattr(torch, "autocast", spy)
+    half = predict(x, model, meta, device=torch.device("cpu"), amp=torch.bfloat16)
+    assert seen == [(torch.bfloat16, True)] * 2  # both passes of the TTA under autocast
+    assert half.dtype == torch.float32 and half.shape == (1, 3, 40, 36, 44)
+    assert torch.allclose(half.sum(1), torch.ones(1, 40, 36, 44), atol=1e-4)
+    assert (half - full).abs().max() < 0.05 and not torch.equal(half, full)  # bf16: close, not identical
+
+
+def test_flip_tta_mean_is_the_same_through_numpy_and_torch_flip():
+    from pipeline.inference import mean_with_mirrored
+
+    torch.manual_seed(0)
+    p, m = torch.rand(1, 3, 5, 4, 6), torch.rand(1, 3, 5, 4, 6)
+    expected = (p + torch.flip(m, dims=[2])) / 2
+    for numpy_view in (True, False):  # the CPU path and the GPU path, both on CPU tensors
+        out = mean_with_mirrored(p.clone(), m, numpy_view=numpy_view)
+        assert torch.allclose(out, expected, atol=1e-7), numpy_view
+
+
+def test_gpu_stitching_asks_cuda_for_its_free_memory(monkeypatch):
+    from pipeline.inference import stitch_device
+
+    gpu, cpu, shape = torch.device("cuda"), torch.device("cpu"), (400, 400, 700)
+    asked = []
+    for free, where in ((130 * 2**30, gpu), (6 * 2**30, cpu)):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None, free=free: (asked.append(d), (free, 140 * 2**30))[1])
+        assert stitch_device(gpu, shape, 3) == where
+    assert asked == [gpu, gpu]
+
+
+def test_training_amp_on_a_gpu_and_a_scaled_step(monkeypatch):
+    """``train.amp`` on a (pretended) GPU picks bf16 or fp16 + GradScaler; a scaled step under autocast (CPU
+    bfloat16, CPU GradScaler) runs the fp16 branch's lines and changes the weights."""
+    import warnings
+
+    from pipeline.train.loop import _autocast, _loss, _step
+
+    gpu = torch.device("cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "CUDA is not available": the objects are built, never entered here
+        for bf16, amp, dtype, scaled in ((True, "auto", torch.bfloat16, False), (False, "auto", torch.float16, True),
+                                         (True, "fp16", torch.float16, True), (True, "bf16", torch.bfloat16, False)):
+            monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+            ctx, scaler = _autocast(gpu, amp)
+            assert (ctx.device, ctx.fast_dtype, scaler is not None) == ("cuda", dtype, scaled), amp
+        assert _autocast(gpu, "off")[1] is None and _autocast(torch.device("cpu"), "auto")[1] is None
+    cfg = load_config(SMOKE)
+    torch.manual_seed(0)
+    model, opt, _ = _parts(cfg)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(2, 1, 32, 32, 32), torch.randint(0, 3, (2, 1, 32, 32, 32)).float()
+    scaler = torch.amp.GradScaler("cpu")
+    loss = _step(model, x, y, _loss(cfg, torch.device("cpu")), opt, torch.autocast("cpu", dtype=torch.bfloat16), scaler)
+    assert torch.isfinite(loss) and scaler.get_scale() > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# --------------------------------------------------------- on a real GPU only (bench/gpu_check.sh runs them)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason="needs a CUDA device; bench/gpu_check.sh runs these on a GPU machine")
+
+
+@cuda
+def test_cuda_training_with_class_weights_stops_and_resumes(tmp_path):
+    from pipeline.train.loop import train
+
+    cfg = load_config(SMOKE, [f"output.run_dir={tmp_path / 'run'}", f"output.model_dir={tmp_path / 'model'}",
+                              "train.device=cuda", "loss.class_weights=[0.2,1.0,0.5]", "train.amp=auto"])
+    assert train(cfg, stop_after=3)["step"] == 3
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)  # saved from the GPU
+    assert ckpt["rng"]["torch"].device.type == "cpu"
+    assert train(cfg, resume=True)["step"] == 6
+    assert (tmp_path / "model" / "model.pt").exists()
+
+
+@cuda
+def test_cuda_prediction_matches_the_cpu_prediction():
+    from pipeline.inference import predict
+
+    torch.manual_seed(0)
+    model = build_network(load_config(SMOKE).model).eval()
+    meta = {"inference": {"patch_size": [32, 32, 32], "overlap": 0.25, "tta": True}, "outputs": {"classes": {}}}
+    x = torch.randn(1, 1, 40, 36, 44)
+    cpu = predict(x, model, meta, device=torch.device("cpu"))
+    gpu = torch.device("cuda")
+    out = predict(x.to(gpu), model.to(gpu), meta, device=gpu)  # AMP, stitching on the GPU, torch.flip TTA
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    assert (out.cpu() - cpu).abs().max() < 0.05

@@ -41,11 +41,29 @@ log = logging.getLogger("plexus")
 
 
 def _autocast(device: torch.device, amp: str):
+    """Autocast context and gradient scaler of ``train.amp`` on ``device``: bf16 (no scaler) or fp16 with a
+    ``GradScaler`` on a GPU, full precision on the CPU or with ``off``."""
     if device.type != "cuda" or amp == "off":
         return torch.autocast(device_type=device.type, enabled=False), None
     dtype = torch.bfloat16 if amp in ("auto", "bf16") and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     return torch.autocast(device_type="cuda", dtype=dtype), scaler
+
+
+def _step(model, x, y, loss_fn, opt, autocast, scaler) -> torch.Tensor:
+    """One optimiser step on the batch ``x`` (B, 1, X, Y, Z), ``y`` (B, 1, X, Y, Z) under ``autocast``, through
+    ``scaler`` when there is one (fp16); returns the loss."""
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+        loss = loss_fn(model(x), y)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    return loss
 
 
 def _schedule(cfg: TrainConfig):
@@ -172,16 +190,7 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
             t_data = time.perf_counter()
             wait += t_data - t_last
             x, y = batch["image"].to(device), batch["label"].to(device)
-            opt.zero_grad(set_to_none=True)
-            with autocast:
-                loss = loss_fn(model(x), y)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            loss = _step(model, x, y, loss_fn, opt, autocast, scaler)
             sched.step()
             state["step"] += 1
             t_last = time.perf_counter()
