@@ -12,7 +12,7 @@ sacrum inside a body of 320 x 240 mm); generated once (about a minute, 5 GB) and
 ``--cases`` case files are links to that one scan (the same input each time, read and decompressed each time).
 
 Usage: ``python bench/infer_speed.py [--model models/plexus_phantom] [--device auto] [--cases 1] [--repeats 3]
-[--workers N] [--full-spine [--cache DIR]] [--no-doc]``
+[--workers N] [--same-case] [--full-spine [--cache DIR]] [--no-doc]``
 """
 
 from __future__ import annotations
@@ -90,6 +90,15 @@ def full_spine_scan(path: Path, *, shape=(512, 512, 600), spacing=(0.7, 0.7, 1.2
     return write_image(Volume(arr, aff, {"modality": "CT"}), path)
 
 
+def _link(src: Path, dst: Path) -> Path:
+    """``dst`` as a hard link to ``src`` (a symbolic link across file systems)."""
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        os.symlink(src.resolve(), dst)
+    return dst
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom")
@@ -99,6 +108,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="measurement worker processes (default: plexus infer's, 0 on CPU)")
     ap.add_argument("--full-spine", action="store_true", help="the 512 x 512 x 600 whole-spine CT instead")
     ap.add_argument("--cache", type=Path, default=ROOT / "bench_output", help="where the full-spine scan is kept")
+    ap.add_argument("--same-case", action="store_true", help="lumbar: the --cases files are links to one phantom "
+                    "(read each time; spares generating one per case, as --full-spine does)")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     if args.cases < 1 or args.repeats < 1:
@@ -111,22 +122,21 @@ def main() -> None:
         if args.full_spine:
             scan = full_spine_scan(args.cache / "full_spine_ct_512x512x600.nii.gz")
             for k in range(args.cases):
-                files.append(Path(tmp) / f"full_spine_{k}.nii.gz")
-                try:
-                    os.link(scan, files[-1])
-                except OSError:  # another file system
-                    os.symlink(scan.resolve(), files[-1])
+                files.append(_link(scan, Path(tmp) / f"full_spine_{k}.nii.gz"))
             image = read_image(scan)
             preps.append(preprocess(image, pre).image)
             what = f"full-spine CT phantom {'x'.join(map(str, image.shape))} at 0.7 x 0.7 x 1.25 mm"
             del image
         else:
             for k in range(args.cases):
+                if args.same_case and k:
+                    files.append(_link(files[0], Path(tmp) / f"lumbar_{k}.nii.gz"))
+                    continue
                 ph = generate_phantom(PhantomConfig(levels=("L2", "S1"), spacing=(0.8, 0.8, 0.8), seed=700000 + k,
                                                     fov_lr=55, fov_back=50, fov_front=60))
                 files.append(write_image(ph.image, Path(tmp) / f"lumbar_{k}.nii.gz"))
                 preps.append(preprocess(ph.image, pre).image)
-            what = f"lumbar CT phantom {'x'.join(map(str, ph.image.shape))} at 0.8 mm"
+            what = f"lumbar CT phantom {'x'.join(map(str, ph.image.shape))} at 0.8 mm{' (one phantom, linked)' if args.same_case else ''}"
         bare_network(preps[0], model, meta, device)  # warm-up: first-call allocations are no part of either figure
         ns = argparse.Namespace(model=args.model, device=args.device, vertebrae=None, modality="auto", series=None,
                                 overlap=None, tta=None, save_probabilities=False, overwrite=True,
@@ -170,7 +180,7 @@ def main() -> None:
                   if device.type == "cpu" else "Target on one GPU: end to end within 1.2x of the bare network.")
         update_doc(key, f"""## Inference speed on {device.type.upper()}{', full-spine CT' if args.full_spine else ''}, {args.cases} case(s), {workers} worker(s) (`bench/infer_speed.py`)
 
-Command: `python bench/infer_speed.py --device {args.device} --cases {args.cases} --repeats {args.repeats}{'' if args.workers is None else f' --workers {args.workers}'}{' --full-spine' if args.full_spine else ''}` (commit {git_rev()}; {machine()}{'; GPU ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}).
+Command: `python bench/infer_speed.py --device {args.device} --cases {args.cases} --repeats {args.repeats}{'' if args.workers is None else f' --workers {args.workers}'}{' --full-spine' if args.full_spine else ''}{' --same-case' if args.same_case else ''}` (commit {git_rev()}; {machine()}{'; GPU ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}).
 Bare network = MONAI sliding-window inference on the preprocessed volume (both passes of the flip TTA the model
 declares); end to end = the whole `plexus infer` run divided by the cases (model loading, read, preprocess,
 network, inverse resampling, measurement, every export and QC picture, summary and report), same inputs, same
