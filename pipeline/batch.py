@@ -266,7 +266,8 @@ def write_no_spine(case: CaseInput, image, canal, out: Path) -> dict:
     try:
         tmp.mkdir(parents=True)
         meas = {"case_id": case.case_id, "input": str(case.path), "status": canal.status, "reason": canal.reason,
-                "modality": canal.modality, "stage1": canal.summary(), "total_volume_mm3": 0.0}
+                "modality": canal.modality, "stage1": canal.summary(), "total_volume_mm3": 0.0,
+                "warnings": [f"{case.path}: {canal.status}: {canal.reason}; no plexus written"]}
         write_text(tmp / "measurements.json", json.dumps(meas, indent=2))
         from .export.qc import qc_picture
 
@@ -476,8 +477,7 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                     timings.update(write_no_spine(case, image, prepared, out))
                     timings["total_s"] = round(time.perf_counter() - t0, 3)
                     record.cases[case.case_id] = timings
-                    bar.write(f"warning: {case.path}: {prepared.status}: {prepared.reason}; no plexus written",
-                              file=sys.stderr)
+                    log.warning("warning: %s: %s: %s; no plexus written", case.path, prepared.status, prepared.reason)
                     claim.release()
                     bar.update(1)
                     continue

@@ -32,7 +32,7 @@ def write_summary_csv(out: Path) -> Path | None:
     for d in finished_cases(out):
         if not (d / "calibre.csv").exists():  # a case with a status and no plexus (no spine in view)
             status = json.loads((d / "measurements.json").read_text()).get("status", "no calibre")
-            head, rest = calibre_csv_text([_status_row()], first={"case_id": d.name, "status": status}).split("\n", 1)
+            head, rest = calibre_csv_text([_status_row()], first={"case_id": d.name}, last={"status": status}).split("\n", 1)
             header = header or head
             body.append(rest)
             continue
@@ -42,7 +42,7 @@ def write_summary_csv(out: Path) -> Path | None:
                 if k not in ("level", "channel", "n_points"):
                     r[k] = float(v) if v else float("nan")
             r["n_points"] = int(r["n_points"])
-        head, rest = calibre_csv_text(rows, first={"case_id": d.name, "status": "ok"}).split("\n", 1)
+        head, rest = calibre_csv_text(rows, first={"case_id": d.name}, last={"status": "ok"}).split("\n", 1)
         header = header or head
         body.append(rest)
     if header is None:

@@ -10,6 +10,7 @@ import gzip
 import json
 import re
 import shutil
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -104,9 +105,16 @@ def test_scan_without_a_spine_gives_an_empty_result_and_a_warning(tmp_path, capl
     out = tmp_path / "out"
     assert main(["-q", "infer", str(scans), "-o", str(out), "--modality", "ct", "--model", str(SHIPPED)]) == 0
     meas = json.loads((out / "air" / "measurements.json").read_text())
-    assert any("is there a spine in this scan?" in w for w in meas["warnings"])
+    # stage 1 finds no canal: a status, not a failure, and no plexus is written (issue 19)
+    assert meas["status"] == "no spine in view" and "canal" in meas["reason"]
+    assert any("no spine in view" in w for w in meas["warnings"])
     assert meas["total_volume_mm3"] == 0
-    assert any("is there a spine" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert not (out / "air" / "segmentation.nii.gz").exists()
+    assert any("no spine in view" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert rows[0].endswith(",status") and rows[1].startswith("air,NA,NA") and rows[1].endswith("no spine in view")
+    assert json.loads((out / "run.json").read_text())["timings"]["air"]["status"] == "no spine in view"
+    assert "no spine in view" in (out / "report.html").read_text()
 
 
 # ----------------------------------------------------------------------------------------- models, configs
@@ -169,7 +177,7 @@ def test_disk_full_mid_write_keeps_nothing_partial_and_a_rerun_finishes(scans, s
 
     def full_on_second_case(vol, path, **kw):
         calls["n"] += 1
-        if calls["n"] == 2:  # segmentation.nii.gz of the second case
+        if "case_LPS" in str(path) and Path(path).name == "segmentation.nii.gz":  # the second case's label map
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(vol, path, **kw)
 

@@ -34,14 +34,15 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def calibre_csv_text(rows: list[dict], *, first: dict | None = None) -> str:
-    """CSV text of calibre rows (``first``: leading columns such as ``case_id``)."""
+def calibre_csv_text(rows: list[dict], *, first: dict | None = None, last: dict | None = None) -> str:
+    """CSV text of calibre rows (``first``: leading columns such as ``case_id``; ``last``: trailing ones such as
+    the case's ``status``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    lead = list(first or {})
-    w.writerow(lead + COLUMNS)
+    lead, tail = list(first or {}), list(last or {})
+    w.writerow(lead + COLUMNS + tail)
     for r in rows:
-        w.writerow([first[k] for k in lead] + [_fmt(r[c]) for c in COLUMNS])
+        w.writerow([first[k] for k in lead] + [_fmt(r[c]) for c in COLUMNS] + [last[k] for k in tail])
     return buf.getvalue()
 
 

@@ -151,13 +151,17 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     # the vertebral levels are found beside the calibre: neither needs the other, and both spend most of their time
     # in compiled code that releases the GIL
     frame = _canal_frame_of(graph.branches)
+    spine_axis = _frame_of_canal(canal) if canal is not None else None  # stage 1's canal: levels follow it
+    if frame is None and spine_axis is not None:
+        frame = spine_axis
+        warnings.append(f"{mask.path}: too little plexus to follow; channels are taken around the canal stage 1 found")
     if frame is None:
         warnings.append(f"{mask.path}: too little plexus to find the spinal canal; channels are all 'transverse'")
     # the probabilities as they are (a view of the crop: no copy of a whole spine's field)
     field_ = (np.asarray(probabilities.array, dtype=np.float32) if probabilities is not None
               else cleaned.astype(np.float32))
     with ThreadPoolExecutor(1, thread_name_prefix="plexus-levels") as pool:
-        levels = pool.submit(_levels, frame, vertebrae, bone, opt)
+        levels = pool.submit(_levels, spine_axis or frame, vertebrae, bone, opt)
         measure_calibre(graph, field_, aff, distance_mm=dist, window_mm=opt.window_mm)
         t3 = time.perf_counter()
         found, named, level_frame, centroids = levels.result()
@@ -225,6 +229,16 @@ def _add_canal_columns(rows: list[dict], canal: Volume, plexus: np.ndarray, fram
     table = canal_by_level(canal, plexus, frame, centroids)
     for r in rows:
         r["canal_area_mm2"], r["plexus_canal_fraction"] = table.get(r["level"], (float("nan"), float("nan")))
+
+
+def _frame_of_canal(canal: Volume, max_points: int = 200_000):
+    """The canal frame (:func:`.anatomy.canal_frame`) through the voxels of the vertebral canal (stage 1)."""
+    idx = np.argwhere(canal.array > 0)
+    if len(idx) == 0:
+        return None
+    idx = idx[:: max(1, len(idx) // max_points)]
+    pts = idx @ canal.affine[:3, :3].T + canal.affine[:3, 3]
+    return canal_frame(pts, np.zeros_like(pts))
 
 
 def _canal_frame_of(branches: list[Branch]):

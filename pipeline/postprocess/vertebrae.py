@@ -103,13 +103,41 @@ def find_bodies(bone: np.ndarray, affine: np.ndarray, frame: CanalFrame, *, min_
     return sorted(bodies, key=lambda b: -b[1]), s_all, idx
 
 
+# adult vertebral body heights (mm) by region, with room for a body merged with its disc or cut by the field
+BODY_MM = {"C": (8.0, 24.0), "T": (12.0, 34.0), "L": (17.0, 42.0), "S": (15.0, 60.0)}
+
+
 def name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float], *, lumbar_count: int = 5,
                 hint: tuple[str, float] | None = None, free_end_mm: float = 15.0) -> NamedBodies:
     """Name ``bodies`` (cranial first) from ``hint`` (name, axis position), else the sacrum, else C2, else ``NA``.
 
     ``field_s``: the (caudal, cranial) axis positions where the canal runs inside the image, to tell a free end
-    from one cut by the field of view.
+    from one cut by the field of view. Names that are not physically possible (:func:`implausible`) are ``NA``
+    with a warning, never a guess; a user's hint is kept as given.
     """
+    named = _name_bodies(bodies, field_s, lumbar_count=lumbar_count, hint=hint, free_end_mm=free_end_mm)
+    why = implausible(named) if hint is None else ""
+    if why:
+        return NamedBodies(["NA"] * len(named.names), named.s_range, "none", 0.0,
+                           [*named.warnings, f"levels not named: counting from the {named.anchor} gives {why}"])
+    return named
+
+
+def implausible(named: NamedBodies) -> str:
+    """Why the names of ``named`` cannot be an adult spine ('' when they can): a body far outside its region's
+    height range (a cervical name on lumbar-sized bodies, a lumbar one on cervical-sized), or a name twice."""
+    real = [(n, b - a) for n, (a, b) in zip(named.names, named.s_range) if n != "NA"]
+    if len(real) != len({n for n, _ in real}):
+        return "a level named twice"
+    for region, (lo, hi) in BODY_MM.items():
+        h = [x for n, x in real if n[0] == region and n not in ("C1", "C2")]
+        if len(h) >= 2 and not lo <= float(np.median(h)) <= hi:
+            return (f"{region} names on bodies {float(np.median(h)):.0f} mm tall (an adult's are {lo:.0f}-{hi:.0f} mm)")
+    return ""
+
+
+def _name_bodies(bodies: list[tuple[float, float]], field_s: tuple[float, float], *, lumbar_count: int = 5,
+                 hint: tuple[str, float] | None = None, free_end_mm: float = 15.0) -> NamedBodies:
     if lumbar_count not in (4, 5, 6):
         raise ValueError(f"lumbar_count: expected 4, 5 or 6, got {lumbar_count}")
     n = len(bodies)

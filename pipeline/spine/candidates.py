@@ -196,7 +196,8 @@ def mr_candidates(grid: CoarseGrid, *, radii_mm: tuple[float, ...] = (3.0, 4.5, 
     """
     sp = grid.spacing
     a = grid.array.astype(np.float32)
-    lo, hi = np.percentile(a[a > np.percentile(a, 5)], [1, 99.5]) if a.size else (0.0, 1.0)
+    above = a[a > np.percentile(a, 5)] if a.size else a
+    lo, hi = np.percentile(above, [1, 99.5]) if above.size else (0.0, 1.0)  # an empty field: nothing is bright
     a = np.clip((a - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     body = a > 0.1
     out: list[list[Candidate]] = []

@@ -94,8 +94,8 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
         raise ValueError(f"min_length_mm: expected a positive length in mm, got {min_length_mm}")
     t0 = time.perf_counter()
     extent = np.abs(vol.affine[:3, :3] @ (np.asarray(vol.shape) - 1.0)) + vol.spacing.max()
-    if np.sort(extent)[1] < 20.0:  # a slab thinner than a vertebral canal can hold none
-        return CanalResult(NO_SPINE, f"the field of view is {np.sort(extent)[1]:.0f} mm across at its "
+    if extent.min() < 20.0:  # a slab thinner than a vertebral canal can hold none
+        return CanalResult(NO_SPINE, f"the field of view is {extent.min():.0f} mm across at its "
                            "narrowest; no vertebral canal fits", modality=modality, seconds=time.perf_counter() - t0)
     grid = to_coarse(vol, coarse_spacing(vol))
     cands = ct_candidates(grid) if modality == "CT" else mr_candidates(grid)
