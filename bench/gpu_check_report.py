@@ -52,7 +52,8 @@ def section(results: list[tuple[str, str, float | None]] | None, *, gpu: str = "
     """The section's text: pending (``results`` None) or one row per step of a run."""
     if results is None:
         return PENDING.format(steps=step_list())
-    status = {"0": "passed", "124": "**past its time limit**", "137": "**killed at its time limit**"}
+    status = {"0": "passed", "124": "**past its time limit**", "137": "**killed at its time limit**",
+              "skipped": "**skipped: the 8-minute deadline was reached**"}
     rows = ["| step | what | result | time (s) |", "|---|---|---|---|"]
     for name, code, secs in results:
         rows.append(f"| `{name}` | {STEPS[name][0]} | {status.get(code, f'**failed (exit {code})**')} | "
