@@ -249,14 +249,29 @@ def segment_case(image, prepared, model, meta, args):
 def prepare_case(image, meta, args):
     """Stage 1 on the whole scan, then the canal's crop on the model grid (or the canal alone: no spine in view)."""
     from .inference import prepare_in_canal
+
+    canal = find_spine(image, args.modality_name)
+    if not canal.found:
+        return canal
+    return prepare_in_canal(image, canal, meta, modality=args.modality_name or canal.modality,
+                            crop_margin_mm=getattr(args, "crop_margin", 25.0))
+
+
+def find_spine(image, modality_name: str | None):
+    """Stage 1 with the modality given, else guessed from the intensities; when the guess finds no spine, the other
+    modality's rules are tried (a CT crop without air reads as MR)."""
     from .preprocess import guess_modality
     from .spine import find_canal
 
-    canal = find_canal(image, args.modality_name or guess_modality(image))
-    if not canal.found:
-        return canal
-    return prepare_in_canal(image, canal, meta, modality=args.modality_name,
-                            crop_margin_mm=getattr(args, "crop_margin", 25.0))
+    modality = modality_name or guess_modality(image)
+    canal = find_canal(image, modality)
+    if not canal.found and modality_name is None:
+        other = find_canal(image, "MR" if modality == "CT" else "CT")
+        if other.found:
+            log.info("%s: modality guessed %s, but the spine is found as %s: read as %s", image.path, modality,
+                     other.modality, other.modality)
+            canal = other
+    return canal
 
 
 def write_no_spine(case: CaseInput, image, canal, out: Path) -> dict:

@@ -58,7 +58,8 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
     actor_cls = ray.remote(num_cpus=actor_cpus, num_gpus=1 if use_gpu else 0, max_restarts=3,
                            max_task_retries=3)(Segmenter)
     actors = [actor_cls.remote(str(model_dir), "cuda" if use_gpu else "cpu", args.modality_name, args.tta,
-                               args.overlap) for _ in range(n_actors)]
+                               args.overlap, getattr(args, "crop_margin", 25.0), getattr(args, "canal_margin", 4.0))
+              for _ in range(n_actors)]
     log.info("Ray: %d segmenter actor(s) on %s; cluster %s", n_actors, "GPU" if use_gpu else "CPU",
              {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
     queue = list(todo)
@@ -75,7 +76,7 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
                     log.info("%s: being processed or finished by another run, skipped", case.case_id)
                     bar.update(1)
                     continue
-                image = read_task.remote(case, args.series, getattr(args, "first_volume", False))
+                image = read_task.remote(case, args.series, getattr(args, "first_volume", False), args.modality_name)
                 seg = actors[k % n_actors].segment.remote(image)
                 k += 1
                 ref = finish_task.remote(case, image, seg, str(out), args.save_probabilities, measure_options(args))
@@ -86,6 +87,9 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
                 try:
                     timings = ray.get(ref)
                     timings["total_s"] = round(time.perf_counter() - t0, 3)
+                    if "status" in timings:  # no spine in view: one warning line, the batch goes on
+                        log.warning("warning: %s: %s: %s; no plexus written", case.path, timings["status"],
+                                    timings.get("reason", ""))
                     done(case, timings)
                 except Exception as exc:  # RayTaskError wraps the task's exception; report its cause
                     fail(case, getattr(exc, "cause", None) or exc)
@@ -100,7 +104,9 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
             ray.shutdown()
 
 
-def _read(case, series, first_volume: bool = False):
+def _read(case, series, first_volume: bool = False, modality: str | None = None):
+    """Read a case and run stage 1 on it (a CPU task): ``(volume, CanalResult)``."""
+    from .batch import find_spine
     from .errors import InputError
     from .io import read_image
 
@@ -109,21 +115,27 @@ def _read(case, series, first_volume: bool = False):
     t0 = time.perf_counter()
     vol = read_image(case.path, series=series, first_volume=first_volume)
     vol.meta["read_s"] = round(time.perf_counter() - t0, 3)
-    return vol
+    return vol, find_spine(vol, modality)
 
 
-def _finish(case, image, seg, out: str, save_probabilities: bool, options) -> dict:
-    from .batch import finish_case
+def _finish(case, read, seg, out: str, save_probabilities: bool, options) -> dict:
+    from .batch import finish_case, write_no_spine
 
+    image, canal = read
+    if seg is None:  # stage 1 found no spine: a status, not a failure
+        return {"read_s": image.meta.get("read_s"), **write_no_spine(case, image, canal, Path(out))}
     labels, prob, modality, model_name, network_s = seg
-    timings = finish_case(case, image, labels, prob, modality, model_name, Path(out), save_probabilities, options)
-    return {"read_s": image.meta.get("read_s"), "network_s": network_s, **timings}
+    timings = finish_case(case, image, labels, prob, modality, model_name, Path(out), save_probabilities, options,
+                          canal)
+    return {"read_s": image.meta.get("read_s"), "network_s": network_s, "stage1_s": round(canal.seconds, 3),
+            **timings}
 
 
 class Segmenter:
     """A Ray actor holding the model once; ``segment`` runs the network part of a case."""
 
-    def __init__(self, model_dir: str, device: str, modality: str | None, tta: bool, overlap: float | None):
+    def __init__(self, model_dir: str, device: str, modality: str | None, tta: bool, overlap: float | None,
+                 crop_margin: float = 25.0, canal_margin: float = 4.0):
         import torch
 
         from .train.model_io import load_model
@@ -131,14 +143,21 @@ class Segmenter:
         self.device = torch.device(device)
         self.model, self.meta = load_model(model_dir, self.device)
         self.modality, self.tta, self.overlap = modality, tta, overlap
+        self.crop_margin, self.canal_margin = crop_margin, canal_margin
 
-    def segment(self, image):
+    def segment(self, read):
+        """Stage 2 on the canal's crop; None when stage 1 found no spine."""
         import numpy as np
 
-        from .inference import segment
+        from .inference import prepare_in_canal, segment_in_canal
 
+        image, canal = read
+        if not canal.found:
+            return None
         t0 = time.perf_counter()
-        seg = segment(image, self.model, self.meta, device=self.device, modality=self.modality, tta=self.tta,
-                      overlap=self.overlap, keep_probabilities=True)
+        crop = prepare_in_canal(image, canal, self.meta, modality=self.modality or canal.modality,
+                                crop_margin_mm=self.crop_margin)
+        seg = segment_in_canal(image, self.model, self.meta, crop, device=self.device, tta=self.tta,
+                               overlap=self.overlap, roi_mm=self.canal_margin)
         return (seg.labels, seg.probabilities[1].astype(np.float32), seg.modality, self.meta.get("name"),
                 round(time.perf_counter() - t0, 3))

@@ -93,7 +93,7 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
     if min_length_mm <= 0:
         raise ValueError(f"min_length_mm: expected a positive length in mm, got {min_length_mm}")
     t0 = time.perf_counter()
-    extent = np.abs(vol.affine[:3, :3] @ (np.asarray(vol.shape) - 1.0)) + vol.spacing.max()
+    extent = vol.spacing * np.asarray(vol.shape)  # along each voxel axis, mm
     if extent.min() < 20.0:  # a slab thinner than a vertebral canal can hold none
         return CanalResult(NO_SPINE, f"the field of view is {extent.min():.0f} mm across at its "
                            "narrowest; no vertebral canal fits", modality=modality, seconds=time.perf_counter() - t0)
