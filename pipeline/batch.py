@@ -319,7 +319,7 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
     vert = read_vertebrae(case.vertebrae, options.vertebrae_convention) if case.vertebrae else None
     options = replace(options, vertebrae_convention="verse") if vert is not None else options
     labels.meta["warnings"] = [*labels.meta.get("warnings", []), *_content_warnings(case, labels)]
-    bone = None if vert is not None else labels.with_array((labels.array == 2).astype(np.uint8))  # levels from bone
+    bone = None if vert is not None else _bone_for_levels(image, labels, canal, modality)  # levels from bone
     canal_vol = image.with_array(canal.canal, kind="canal") if canal is not None else None
     with in_background(_write_network_outputs, tmp, labels, prob if save_probabilities else None, canal_vol):
         measure_volumes(labels, tmp, image=image, vertebrae=vert, probabilities=prob, bone=bone, options=options,
@@ -331,6 +331,19 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
         meas["stage1"] = canal.summary()
     write_text(tmp / "measurements.json", json.dumps(meas, indent=2, default=float))
     (tmp / DONE).write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def _bone_for_levels(image, labels, canal, modality: str):
+    """The bone the levels are counted on: on CT the scan's own bone (over 180 HU) within 80 mm of the canal stage 1
+    found (the whole vertebral bodies, which the network's crop cuts); else the network's bone class."""
+    if canal is None or modality != "CT":
+        return labels.with_array((labels.array == 2).astype(np.uint8))
+    from .spine.roi import crop_box
+
+    box = crop_box(canal.canal, image.affine, 80.0)
+    bone = np.zeros(image.shape, np.uint8)
+    bone[box] = np.asarray(image.array[box]) > 180.0
+    return labels.with_array(bone)
 
 
 def _write_network_outputs(tmp: Path, labels, prob, canal=None) -> None:

@@ -152,3 +152,9 @@ def test_lumbar_sized_column_is_never_named_cervical():
     bodies = [(140.0, 200.0)] + [(110.0 - 30 * k, 136.0 - 30 * k) for k in range(4)]
     named = name_bodies(bodies, (-60.0, 230.0))
     assert not any(n.startswith("C") for n in named.names), named.names
+
+
+def test_one_body_is_never_a_sacrum():
+    named = name_bodies([(0.0, 14.0)], (-60.0, 80.0))  # one short body ending free above a long empty field
+    assert named.names == ["NA"] and named.anchor == "none"
+    assert any("single body" in w for w in named.warnings)

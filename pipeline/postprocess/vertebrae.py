@@ -129,6 +129,12 @@ def implausible(named: NamedBodies) -> str:
     real = [(n, b - a) for n, (a, b) in zip(named.names, named.s_range) if n != "NA"]
     if len(real) != len({n for n, _ in real}):
         return "a level named twice"
+    if real and len(real) < 2 and named.anchor in ("sacrum", "C2"):
+        return f"a single body: one vertebra cannot show a {named.anchor}"
+    for n, h in real[1:-1]:  # every body inside the field (the first and last may be cut by it)
+        lo, hi = BODY_MM[n[0]]
+        if n not in ("C1", "C2") and not lo <= h <= hi:
+            return f"{n} on a body {h:.0f} mm tall (an adult's is {lo:.0f}-{hi:.0f} mm)"
     for region, (lo, hi) in BODY_MM.items():
         h = [x for n, x in real if n[0] == region and n not in ("C1", "C2")]
         if len(h) >= 2 and not lo <= float(np.median(h)) <= hi:

@@ -119,8 +119,8 @@ def ct_candidates(grid: CoarseGrid, *, bone_hu: float = BONE_HU, soft_max_hu: fl
     bone = bone_mask(grid, bone_hu=bone_hu)
     enc = enclosure(bone, sp)
     soft = (grid.array < soft_max_hu) & (grid.array > -250.0)
-    walled = ndimage.gaussian_filter(enc * soft, (0.7, 0.7, smooth_mm / sp))
-    dense = ndimage.gaussian_filter1d((grid.array > DENSE_HU).astype(np.float32), smooth_mm / sp, axis=2)
+    walled = ndimage.gaussian_filter(enc * soft, (0.7, 0.7, smooth_mm / grid.dz))
+    dense = ndimage.gaussian_filter1d((grid.array > DENSE_HU).astype(np.float32), smooth_mm / grid.dz, axis=2)
     peaks = (walled == ndimage.maximum_filter(walled, size=(max(3, int(15 / sp) | 1),) * 2 + (1,))) \
         & (walled >= min_walled) & soft
     out: list[list[Candidate]] = [[] for _ in range(grid.array.shape[2])]

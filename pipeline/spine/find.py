@@ -100,7 +100,7 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
     grid = to_coarse(vol, coarse_spacing(vol))
     cands = ct_candidates(grid) if modality == "CT" else mr_candidates(grid)
     body = _body(grid, modality)
-    chain = best_chain(cands, grid.spacing, midline=body_midline(body),
+    chain = best_chain(cands, grid.spacing, dz=grid.dz, midline=body_midline(body),
                        depth=body_depth(body) if modality == "MR" else None)
     verdict = _verdict(chain, grid, min_length_mm, min_coverage, min_score)
     if verdict:
@@ -112,7 +112,7 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
     canal = to_input_grid(mask, grid, vol)
     centre = grid.world(np.column_stack([chain.centres, chain.slices]))
     area = mask[:, :, chain.slices].sum(axis=(0, 1)) * grid.spacing ** 2
-    length = len(chain.slices) * grid.spacing
+    length = len(chain.slices) * grid.dz
     return CanalResult(SPINE_FOUND, f"vertebral canal followed over {length:.0f} mm", canal, centre,
                        area.astype(float), modality, time.perf_counter() - t0)
 
@@ -129,10 +129,12 @@ def _verdict(chain: Chain | None, grid: CoarseGrid, min_length_mm: float, min_co
     """Why there is no spine in view ('' when there is one)."""
     if chain is None:
         return "no vertebral canal found: nothing in the scan is walled in like a canal"
-    length = len(chain.slices) * grid.spacing
+    length = len(chain.slices) * grid.dz
     score = float(np.mean([m.score for m in chain.members]))
     if length < min_length_mm:
         return f"no vertebral canal found: the best candidate runs over {length:.0f} mm (at least {min_length_mm:g})"
+    if grid.dz > 3.0:  # thick slices fall alternately through discs and bodies: half of them may show no ring
+        min_coverage = min(min_coverage, 0.45)
     if chain.coverage < min_coverage:
         return (f"no vertebral canal found: the best candidate is seen on {100 * chain.coverage:.0f} % of its "
                 f"slices (at least {100 * min_coverage:.0f} %)")

@@ -1,8 +1,7 @@
 """The coarse grid stage 1 works on: the scan stored RAS (axial slices along the array's last axis) at a few mm.
 
 Stage 1 never trusts the voxel axes: the scan is reoriented to the nearest RAS storage and resampled onto an
-isotropic grid of ``spacing`` mm covering its extent, so an axial slice is ``array[:, :, k]`` with ``x`` to the
-patient's right-to-left... (R->L is ``-x``: RAS means ``+x`` = patient left, ``+y`` = anterior, ``+z`` = superior).
+isotropic grid of ``spacing`` mm covering its extent, so an axial slice is ``array[:, :, k]`` (RAS storage: axis 0 towards the patient's left, 1 anterior, 2 superior).
 Results go back to the input grid by :func:`to_input_grid` (linear on a smoothed mask, then 0.5: no staircase of
 coarse voxels on a fine scan).
 """
@@ -30,12 +29,15 @@ class CoarseGrid:
     affine : (4, 4) ndarray
         Voxel index -> RAS mm.
     spacing : float
-        Isotropic voxel size, mm.
+        In-plane voxel size, mm.
+    dz : float
+        Distance between axial slices, mm (``spacing``, or a thick-sliced scan's own slice distance).
     """
 
     array: np.ndarray
     affine: np.ndarray
     spacing: float
+    dz: float
 
     def world(self, ijk: np.ndarray) -> np.ndarray:
         """(N, 3) voxel indices (may be fractional) -> (N, 3) RAS mm."""
@@ -51,15 +53,19 @@ def coarse_spacing(vol: Volume, *, lo: float = 1.5, hi: float = 3.0) -> float:
 
 
 def to_coarse(vol: Volume, spacing: float) -> CoarseGrid:
-    """``vol`` reoriented to RAS and resampled linearly onto an isotropic ``spacing`` mm grid (its extent)."""
+    """``vol`` reoriented to RAS and resampled linearly onto a ``spacing`` mm grid (its extent); axial slices keep
+    a thick-sliced scan's own slice distance (over 3 mm: a 7.5 mm clinical series is not interpolated between
+    its slices, where the anatomy of two levels would blend)."""
     if spacing <= 0:
         raise ValueError(f"spacing: expected a positive voxel size in mm, got {spacing}")
     ornt = orientation(vol.affine, "RAS")
     arr = nib.orientations.apply_orientation(np.asarray(vol.array), ornt)
     oriented = reoriented_affine(vol.affine, vol.shape, ornt)
-    affine, shape = model_grid(oriented, arr.shape, (spacing,) * 3)
+    native_dz = float(np.linalg.norm(oriented[:3, 2]))
+    dz = native_dz if native_dz > 3.0 else spacing
+    affine, shape = model_grid(oriented, arr.shape, (spacing, spacing, dz))
     out = resample(np.asarray(arr, dtype=np.float32), oriented, affine, shape, order=1)
-    return CoarseGrid(out.astype(np.float32, copy=False), affine, float(spacing))
+    return CoarseGrid(out.astype(np.float32, copy=False), affine, float(spacing), float(dz))
 
 
 def to_input_grid(mask: np.ndarray, grid: CoarseGrid, vol: Volume) -> np.ndarray:
@@ -72,6 +78,6 @@ def to_input_grid(mask: np.ndarray, grid: CoarseGrid, vol: Volume) -> np.ndarray
         raise ValueError(f"mask: shape {mask.shape} does not match the coarse grid {grid.array.shape}")
     if not mask.any():
         return np.zeros(vol.shape, np.uint8)
-    soft = ndimage.gaussian_filter(mask.astype(np.float32), 0.5)
+    soft = ndimage.gaussian_filter(mask.astype(np.float32), (0.5, 0.5, 0.5 * grid.spacing / grid.dz))
     back = resample(soft, grid.affine, vol.affine, vol.shape, order=1)
     return (back >= 0.5).astype(np.uint8)

@@ -42,8 +42,8 @@ class Chain:
         return len(self.members) / max(len(self.slices), 1)
 
 
-def best_chain(cands: list[list[Candidate]], spacing: float, *, midline: np.ndarray | None = None,
-               depth: np.ndarray | None = None,
+def best_chain(cands: list[list[Candidate]], spacing: float, *, dz: float | None = None,
+               midline: np.ndarray | None = None, depth: np.ndarray | None = None,
                max_step_mm: float = 4.0, max_gap_mm: float = 30.0,
                smooth_mm: float = 4.0) -> Chain | None:
     """The highest-scoring chain of ``cands`` (one list per slice), or None when there is no candidate.
@@ -52,7 +52,9 @@ def best_chain(cands: list[list[Candidate]], spacing: float, *, midline: np.ndar
     ----------
     cands : list (Z) of list of Candidate
     spacing : float
-        Voxel size of the coarse grid, mm.
+        In-plane voxel size of the coarse grid, mm.
+    dz : float, optional
+        Distance between its slices, mm (default ``spacing``).
     midline : (Z,) float ndarray, optional
         The body's left-right middle in each slice (voxel x); NaN where unknown.
     depth : (Z, 2) float ndarray, optional
@@ -64,13 +66,14 @@ def best_chain(cands: list[list[Candidate]], spacing: float, *, midline: np.ndar
     flat = [c for cs in cands for c in cs]
     if not flat:
         return None
+    dz = spacing if dz is None else dz
     weight = np.array([_weight(c, midline, spacing) * _front(c, depth) for c in flat])
-    gain = weight * spacing  # score per mm of height
+    gain = weight * dz  # score per mm of height
     ks = np.array([c.k for c in flat])
     order = np.argsort(ks, kind="stable")
     best = gain.copy()
     prev = np.full(len(flat), -1)
-    max_gap = max(1, int(round(max_gap_mm / spacing)))
+    max_gap = max(1, int(round(max_gap_mm / dz)))
     by_k: dict[int, list[int]] = {}
     for i in order:
         c = flat[i]
@@ -78,10 +81,10 @@ def best_chain(cands: list[list[Candidate]], spacing: float, *, midline: np.ndar
             for j in by_k.get(c.k - g, []):
                 p = flat[j]
                 d = float(np.hypot(*(c.centre - p.centre))) * spacing
-                if d > max_step_mm + 0.6 * g * spacing:
+                if d > max_step_mm + 0.6 * g * dz:
                     continue
                 ratio = max(c.area_mm2, p.area_mm2) / max(min(c.area_mm2, p.area_mm2), 1e-6)
-                val = best[j] + gain[i] - 0.05 * (g - 1) * spacing - 0.02 * d - 0.1 * spacing * (ratio > 2.5)
+                val = best[j] + gain[i] - 0.05 * (g - 1) * dz - 0.02 * d - 0.1 * dz * (ratio > 2.5)
                 if val > best[i]:
                     best[i], prev[i] = val, j
         by_k.setdefault(c.k, []).append(i)
@@ -96,7 +99,7 @@ def best_chain(cands: list[list[Candidate]], spacing: float, *, midline: np.ndar
     cm = np.array([m.centre for m in members])
     centres = np.stack([np.interp(slices, ks_m, cm[:, 0]), np.interp(slices, ks_m, cm[:, 1])], axis=1)
     if len(slices) > 2:  # a smooth tube: the centre of each slice is noisy by a voxel
-        centres = gaussian_filter1d(centres, smooth_mm / spacing, axis=0, mode="nearest")
+        centres = gaussian_filter1d(centres, smooth_mm / dz, axis=0, mode="nearest")
     return Chain(members, slices, centres)
 
 
