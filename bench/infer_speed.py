@@ -31,9 +31,9 @@ import torch
 from common import ROOT, git_rev, machine, update_doc
 
 from pipeline.batch import default_workers, run_batch
-from pipeline.inference import amp_dtype, pick_device, stitch_device
+from pipeline.inference import amp_dtype, pick_device, prepare_in_canal, stitch_device
 from pipeline.io import Volume, read_image, write_image
-from pipeline.preprocess import PreprocessConfig, preprocess
+from pipeline.spine import find_canal
 from pipeline.synth import PhantomConfig, generate_phantom
 from pipeline.train.model_io import load_model
 
@@ -57,6 +57,11 @@ def bare_network(prep_image, model, meta, device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
+
+
+def canal_crop(image, meta):
+    """What ``plexus infer`` gives the network now: the box around the canal stage 1 finds, on the model grid."""
+    return prepare_in_canal(image, find_canal(image, "CT"), meta, modality="CT").prepared.image
 
 
 def full_spine_scan(path: Path, *, shape=(512, 512, 600), spacing=(0.7, 0.7, 1.25), seed: int = 710000) -> Path:
@@ -118,13 +123,12 @@ def main() -> None:
     model, meta = load_model(args.model, device)
     with tempfile.TemporaryDirectory() as tmp:
         files, preps = [], []  # preps: the distinct inputs (the bare network runs on each)
-        pre = PreprocessConfig.from_dict(meta["preprocess"])
         if args.full_spine:
             scan = full_spine_scan(args.cache / "full_spine_ct_512x512x600.nii.gz")
             for k in range(args.cases):
                 files.append(_link(scan, Path(tmp) / f"full_spine_{k}.nii.gz"))
             image = read_image(scan)
-            preps.append(preprocess(image, pre).image)
+            preps.append(canal_crop(image, meta))
             what = f"full-spine CT phantom {'x'.join(map(str, image.shape))} at 0.7 x 0.7 x 1.25 mm"
             del image
         else:
@@ -135,7 +139,7 @@ def main() -> None:
                 ph = generate_phantom(PhantomConfig(levels=("L2", "S1"), spacing=(0.8, 0.8, 0.8), seed=700000 + k,
                                                     fov_lr=55, fov_back=50, fov_front=60))
                 files.append(write_image(ph.image, Path(tmp) / f"lumbar_{k}.nii.gz"))
-                preps.append(preprocess(ph.image, pre).image)
+                preps.append(canal_crop(ph.image, meta))
             what = f"lumbar CT phantom {'x'.join(map(str, ph.image.shape))} at 0.8 mm{' (one phantom, linked)' if args.same_case else ''}"
         bare_network(preps[0], model, meta, device)  # warm-up: first-call allocations are no part of either figure
         ns = argparse.Namespace(model=args.model, device=args.device, vertebrae=None, modality="auto", series=None,
@@ -154,7 +158,7 @@ def main() -> None:
                 peak = max(peak, torch.cuda.max_memory_allocated() / 2**30)
             stages = json.loads((Path(tmp) / "out" / "run.json").read_text())["timings"]
             stage_rows.append({k: sum(t.get(k, 0.0) for t in stages.values()) / max(len(stages), 1)
-                               for k in ("read_s", "network_s", "postprocess_s")})
+                               for k in ("read_s", "stage1_s", "network_s", "postprocess_s")})
             nets.append(net)
             totals.append(total)
             ratios.append(total / net)
@@ -163,11 +167,11 @@ def main() -> None:
     mean = {k: med(row[k] for row in stage_rows) for k in stage_rows[0]}
     workers = args.workers if args.workers is not None else default_workers(device)
     table = (f"| input | device | workers | bare network (s) | plexus infer end to end (s/case) | ratio | "
-             f"read+preprocess wait / network+inverse / measure+export (s/case) | peak GPU memory |\n"
+             f"read+preprocess wait / of which stage 1 / network+inverse / measure+export (s/case) | peak GPU memory |\n"
              f"|---|---|---|---|---|---|---|---|\n| {what}, {args.cases} case(s) | "
              f"{device} | {workers} | {med(nets):.2f} | {med(totals):.2f} | {med(ratios):.2f}x "
              f"({min(ratios):.2f}-{max(ratios):.2f}) | "
-             f"{mean['read_s']:.2f} / {mean['network_s']:.2f} / {mean['postprocess_s']:.2f} | "
+             f"{mean['read_s']:.2f} / {mean['stage1_s']:.2f} / {mean['network_s']:.2f} / {mean['postprocess_s']:.2f} | "
              f"{'-' if peak != peak else f'{peak:.2f} GiB'} |")
     print(table)
     if not args.no_doc:
@@ -181,7 +185,8 @@ def main() -> None:
         update_doc(key, f"""## Inference speed on {device.type.upper()}{', full-spine CT' if args.full_spine else ''}, {args.cases} case(s), {workers} worker(s) (`bench/infer_speed.py`)
 
 Command: `python bench/infer_speed.py --device {args.device} --cases {args.cases} --repeats {args.repeats}{'' if args.workers is None else f' --workers {args.workers}'}{' --full-spine' if args.full_spine else ''}{' --same-case' if args.same_case else ''}` (commit {git_rev()}; {machine()}{'; GPU ' + torch.cuda.get_device_name(device) if device.type == 'cuda' else ''}).
-Bare network = MONAI sliding-window inference on the preprocessed volume (both passes of the flip TTA the model
+Bare network = MONAI sliding-window inference on what `plexus infer` gives the network (canal first: the box
+around the canal stage 1 finds, grown by 25 mm, on the model grid; both passes of the flip TTA the model
 declares); end to end = the whole `plexus infer` run divided by the cases (model loading, read, preprocess,
 network, inverse resampling, measurement, every export and QC picture, summary and report), same inputs, same
 process, after one warm-up pass. Each of {args.repeats} repeats times the bare network, then the batch; the table

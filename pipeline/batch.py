@@ -513,7 +513,7 @@ def run_batch(inputs: list[str], out: Path, args) -> int:
                 t1 = time.perf_counter()
                 seg = segment_case(image, prepared, model, meta, args)
                 timings["network_s"] = round(time.perf_counter() - t1, 3)
-                job = (case, image, seg.labels, seg.probabilities[1].astype(np.float32, copy=False), seg.modality,
+                job = (case, image, seg.labels, seg.plexus, seg.modality,
                        meta.get("name"), out, args.save_probabilities, measure_options(args), prepared.canal)
             except (PlexusError, ValueError, RuntimeError, OSError, MemoryError) as exc:
                 fail(case, exc)

@@ -42,6 +42,7 @@ class Segmentation:
     probabilities: np.ndarray | None
     modality: str
     model_grid_shape: tuple[int, int, int]
+    plexus: np.ndarray | None = None  # (I, J, K) float32: the plexus probability alone (canal first)
 
 
 @torch.no_grad()
@@ -111,22 +112,22 @@ def segment_in_canal(vol: Volume, model: torch.nn.Module, meta: dict, crop: Cana
 
     The labels and the plexus probability come back voxel for voxel on ``vol``'s grid (zeros outside the crop);
     plexus is kept only within ``roi_mm`` of the canal (:func:`.spine.roi.plexus_region`): the internal vertebral
-    venous plexus is never outside the vertebral canal. ``probabilities`` holds (background, plexus) only.
+    venous plexus is never outside the vertebral canal. The plexus probability is ``plexus`` (``probabilities``
+    is None: a whole-spine CT's background channel would be 600 MB of what the plexus leaves).
     """
     part = sub_volume(vol, crop.box)
     seg = segment(part, model, meta, device=device, modality=crop.prepared.modality, overlap=overlap, tta=tta,
                   keep_probabilities=True, prepared=crop.prepared)
-    labels = embed(seg.labels.array, crop.box, vol.shape)
-    probabilities = np.zeros((2, *vol.shape), np.float32)
-    prob = probabilities[1]
-    prob[crop.box] = seg.probabilities[1]
-    del seg
-    outside = ~plexus_region(crop.canal.canal, vol.spacing, roi_mm)
-    labels[(labels == 1) & outside] = 0
-    prob[outside] = 0.0
-    np.subtract(1.0, prob, out=probabilities[0])
-    return Segmentation(vol.with_array(labels, kind="segmentation"), probabilities, crop.prepared.modality,
-                        tuple(crop.prepared.image.shape[1:]))
+    # plexus only near the canal: everything outside the crop is background already, so the box is enough
+    outside = ~plexus_region(crop.canal.canal[crop.box], vol.spacing, roi_mm)
+    part_labels = seg.labels.array
+    part_labels[(part_labels == 1) & outside] = 0
+    part_prob = seg.probabilities[1]
+    part_prob[outside] = 0.0
+    labels = embed(part_labels, crop.box, vol.shape)
+    prob = embed(part_prob.astype(np.float32, copy=False), crop.box, vol.shape)
+    return Segmentation(vol.with_array(labels, kind="segmentation"), None, crop.prepared.modality,
+                        tuple(crop.prepared.image.shape[1:]), plexus=prob)
 
 
 @torch.no_grad()

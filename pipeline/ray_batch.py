@@ -159,5 +159,5 @@ class Segmenter:
                                 crop_margin_mm=self.crop_margin)
         seg = segment_in_canal(image, self.model, self.meta, crop, device=self.device, tta=self.tta,
                                overlap=self.overlap, roi_mm=self.canal_margin)
-        return (seg.labels, seg.probabilities[1].astype(np.float32), seg.modality, self.meta.get("name"),
+        return (seg.labels, seg.plexus, seg.modality, self.meta.get("name"),
                 round(time.perf_counter() - t0, 3))
