@@ -317,3 +317,33 @@ def test_review_scene_leaves_out_a_scan_slicer_cannot_read_and_refuses_a_non_cas
     assert len(nodes_of(scene, "vtkMRMLMarkupsCurveNode")) == len(list((case / "review").glob("*.mrk.json"))) > 10
     with pytest.raises(ValueError, match="case_dir"):
         write_review_scene(tmp_path / "nothing")
+
+
+def test_canal_segment_in_its_own_layer_as_slicer_reads_it(tmp_path):
+    """segmentation.seg.nrrd with the canal stage 1 found: a "Vertebral canal" segment in a second layer (it
+    holds the plexus), read by Slicer's storage node with its voxels, name and terminology."""
+    from pipeline.export.slicer import CANAL_RGB, write_segmentation
+    from pipeline.io import read_image
+    from pipeline.spine import find_canal
+
+    image = read_image(SAMPLE_DATA / "ct_phantom" / "image.nii.gz")
+    mask = read_image(SAMPLE_DATA / "ct_phantom" / "plexus_mask.nii.gz")
+    canal = find_canal(image, "CT")
+    assert canal.found
+    path = write_segmentation(tmp_path / "segmentation.seg.nrrd", mask, canal=image.with_array(canal.canal))
+    scene = new_scene()
+    node, _ = read_node(scene, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", path)
+    seg = node.GetSegmentation()
+    names = [seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())]
+    assert names == ["Epidural venous plexus", "Vertebral canal"]
+    canal_seg = seg.GetSegment(seg.GetSegmentIdBySegmentName("Vertebral canal"))
+    np.testing.assert_allclose(canal_seg.GetColor(), CANAL_RGB, atol=1e-6)
+    assert "SCT^61557005^Vertebral canal" in canal_seg.GetTerminology()
+    assert seg.GetNumberOfLayers() == 2  # the canal overlaps the plexus: segments of one layer cannot
+    labelmap = canal_seg.GetRepresentation("Binary labelmap")
+    e = labelmap.GetExtent()
+    dims = [e[1] - e[0] + 1, e[3] - e[2] + 1, e[5] - e[4] + 1]
+    voxels = vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(dims[::-1]).transpose(2, 1, 0)
+    inside = canal.canal[e[0]:e[1] + 1, e[2]:e[3] + 1, e[4]:e[5] + 1] > 0
+    np.testing.assert_array_equal(voxels == canal_seg.GetLabelValue(), inside)
+    assert inside.sum() == canal.canal.sum()

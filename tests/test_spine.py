@@ -158,3 +158,37 @@ def test_one_body_is_never_a_sacrum():
     named = name_bodies([(0.0, 14.0)], (-60.0, 80.0))  # one short body ending free above a long empty field
     assert named.names == ["NA"] and named.anchor == "none"
     assert any("single body" in w for w in named.warnings)
+
+
+def test_infer_writes_the_canal_on_the_input_grid_and_its_columns(scans, smoke_model_dir, tmp_path):
+    """`plexus infer`: canal.nii.gz on exactly each input's grid (RAS, LPS, PIR storage), nothing marked as plexus
+    outside the kept region, the canal's columns filled (storage invariance itself: see the storage-order test)."""
+    import csv
+
+    from pipeline.cli import main
+
+    out = tmp_path / "out"
+    inputs = [str(scans / f"case_{ax}.nii.gz") for ax in ("RAS", "LPS", "PIR")]
+    assert main(["-q", "infer", *inputs, "-o", str(out), "--model", str(smoke_model_dir), "--canal-margin", "3"]) == 0
+    for ax in ("RAS", "LPS", "PIR"):
+        img = read_image(scans / f"case_{ax}.nii.gz")
+        canal = read_image(out / f"case_{ax}" / "canal.nii.gz")
+        assert canal.shape == img.shape and canal.array.dtype == np.uint8
+        np.testing.assert_allclose(canal.affine, img.affine, atol=1e-5)
+        assert 3.0 < canal.array.sum() * np.prod(img.spacing) / 1000 < 40.0  # ml: a canal over two levels
+        seg = read_image(out / f"case_{ax}" / "segmentation.nii.gz").array == 1
+        kept = plexus_region(canal.array, img.spacing, 3.0)
+        assert not (seg & ~kept).any()
+        rows = list(csv.DictReader(open(out / f"case_{ax}" / "calibre.csv")))
+        assert rows and all(float(r["canal_area_mm2"]) > 40 for r in rows)
+        assert all(0 <= float(r["plexus_canal_fraction"]) <= 1 for r in rows)
+        meas = (out / f"case_{ax}" / "measurements.json").read_text()
+        assert '"stage1"' in meas and '"status": "ok"' in meas
+
+
+def test_negative_margins_are_usage_errors(capsys):
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["infer", "x.nii.gz", "-o", "out", "--canal-margin", "-1"])
+    assert info.value.code == 2 and "--canal-margin" in capsys.readouterr().err
