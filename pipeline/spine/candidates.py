@@ -172,18 +172,6 @@ def _body_in_front(dense: np.ndarray, x: int, y: int, sp: float) -> float:
     return float(strip.mean()) if strip.size else 0.0
 
 
-def _bone_in_front(bone: np.ndarray, cx: float, cy: float, sp: float, area: float) -> float:
-    """Fraction of bone in a box in front of the hole (anterior, +y): the vertebral body, 5-35 mm ahead, +-12 mm."""
-    r = np.sqrt(area / np.pi)
-    x0, x1 = int(round(cx - 12 / sp)), int(round(cx + 12 / sp)) + 1
-    y0, y1 = int(round(cy + (r + 2) / sp)), int(round(cy + (r + 30) / sp)) + 1
-    x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(x1, bone.shape[0]), min(y1, bone.shape[1])
-    if x1 <= x0 or y1 <= y0:
-        return 0.0
-    return float(bone[x0:x1, y0:y1].mean())
-
-
 def mr_candidates(grid: CoarseGrid, *, radii_mm: tuple[float, ...] = (3.0, 4.5, 6.0, 8.0)) -> list[list[Candidate]]:
     """Canal candidates of an MR on the coarse grid, one list per axial slice (see the module docstring).
 
@@ -276,8 +264,3 @@ def _bright_region(sl: np.ndarray, cx: float, cy: float, sp: float):
     if region[d > 12.5].any():  # leaks beyond a canal's size
         return None
     return np.argwhere(region) + [x0, y0], centre - ring
-
-
-def _disk(r: int) -> np.ndarray:
-    g = np.arange(-r, r + 1)
-    return (g[:, None] ** 2 + g[None, :] ** 2) <= r * r

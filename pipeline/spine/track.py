@@ -134,7 +134,7 @@ def chain_mask(chain: Chain, shape: tuple[int, int, int]) -> np.ndarray:
     moved to the interpolated centre."""
     mask = np.zeros(shape, bool)
     ks = np.array([m.k for m in chain.members])
-    for k, centre in zip(chain.slices, chain.centres):
+    for k, centre in zip(chain.slices, chain.centres, strict=True):
         j = int(np.argmin(np.abs(ks - k)))
         m = chain.members[j]
         px = m.pixels if m.k == k else np.rint(m.pixels + (centre - m.centre)).astype(int)
@@ -169,7 +169,7 @@ def star_mask(grid_array: np.ndarray, chain: Chain, spacing: float, *, wall, max
     steps = np.arange(0.5, max_mm / spacing + 0.5, 0.5)
     dirs = np.stack([np.cos(angles), np.sin(angles)], 1)
     gx, gy = np.mgrid[0:shape[0], 0:shape[1]]
-    for k, c in zip(chain.slices, chain.centres):
+    for k, c in zip(chain.slices, chain.centres, strict=True):
         pts = c[None, None, :] + dirs[:, None, :] * steps[None, :, None]  # (D, S, 2)
         ij = np.rint(pts).astype(int)
         ok = np.all((ij >= 0) & (ij < shape[:2]), axis=2)
