@@ -32,6 +32,9 @@ REAL = [
      "tptbox_samples/sample_mri/sub-mri_seg-subreg_label-6_msk.nii.gz", (61,), "MR"),
     ("sct_testing_data/t1/t1w.nii.gz", "sct_testing_data/t1/t1w_seg-manual.nii.gz", (1,), "MR"),
 ]
+# known weak: on the SCT T2 the chain follows the bright CSF beside the cord (5-6 mm from the cord's centre, still
+# inside the dural sac); the abdominal T1 MR (example_mr_sm), whose canal is dark, is missed (docs/real_data.md)
+WEAK = [("sct_testing_data/t2/t2.nii.gz", "sct_testing_data/t2/t2_seg-manual.nii.gz", (1,), "MR", 6.5)]
 
 
 def centre_errors(result, ref: Volume) -> np.ndarray:
@@ -72,6 +75,16 @@ def test_canal_on_real_scans_matches_the_reference(scan, ref, ids, modality):
 
 
 @needs_data
+@pytest.mark.parametrize("scan,ref,ids,modality,bound", WEAK, ids=[r[0].split("/")[-1] for r in WEAK])
+def test_canal_on_the_weak_real_scans_stays_in_the_sac(scan, ref, ids, modality, bound):
+    result = find_canal(read_image(DATA / scan), modality)
+    assert result.found, result.reason
+    r = nib.load(DATA / ref)
+    errs = centre_errors(result, Volume(np.isin(np.asarray(r.dataobj), ids).astype(np.uint8), r.affine))
+    assert np.isfinite(errs).mean() >= 0.9 and errs[np.isfinite(errs)].max() <= bound
+
+
+@needs_data
 def test_brain_mr_has_no_spine_in_view():
     vol = read_image(DATA / "dicom_dicom2nifti_mr_sagittal" / "001_ground_truth.nii.gz")
     result = find_canal(vol, "MR")
@@ -93,11 +106,11 @@ def test_spine_free_phantom_and_empty_field_have_no_spine():
 
 @pytest.fixture(scope="module")
 def phantoms():
-    """A curved lumbar CT phantom stored RAS, LPS and PIR, and an oblique thoracic one (small, 1.2 mm)."""
+    """A curved lumbar CT phantom (L3 to the sacrum) stored RAS, LPS and PIR, and a curved thoracic one (1.2 mm)."""
     out = {}
     for name, kw in (("RAS", {}), ("LPS", {"orientation": "LPS"}), ("PIR", {"orientation": "PIR"})):
-        cfg = preset_config("sample-ct", seed=5, levels=("L3", "L5"), spacing=(1.2, 1.2, 1.2), curvature=2.0,
-                            sacrum_mm=0.0, **kw)
+        cfg = preset_config("sample-ct", seed=5, levels=("L3", "S1"), spacing=(1.2, 1.2, 1.2), curvature=2.0,
+                            sacrum_mm=30.0, **kw)
         out[name] = generate_phantom(cfg)
     out["thoracic"] = generate_phantom(preset_config("thoracic-ct", seed=3, levels=("T8", "T10"),
                                                      spacing=(1.2, 1.2, 1.5), curvature=2.5, fov_lr=40.0,
@@ -192,3 +205,28 @@ def test_negative_margins_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as info:
         main(["infer", "x.nii.gz", "-o", "out", "--canal-margin", "-1"])
     assert info.value.code == 2 and "--canal-margin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["RAS", "LPS", "PIR", "thoracic"])
+def test_phantom_levels_stay_in_their_region(phantoms, name):
+    """Levels counted on the phantom's bone along the canal stage 1 found: a lumbar field (L3-S1, stored RAS, LPS
+    or PIR, strongly curved) never gets cervical or thoracic names; a thoracic one (T8-T10, no anchor in view)
+    never gets sacral, lumbar or cervical ones."""
+    from pipeline.postprocess.anatomy import canal_frame
+    from pipeline.postprocess.vertebrae import field_extent, find_bodies
+
+    ph = phantoms[name]
+    r = find_canal(ph.image, "CT")
+    assert r.found, r.reason
+    idx = np.argwhere(r.canal > 0)
+    pts = idx @ ph.image.affine[:3, :3].T + ph.image.affine[:3, 3]
+    frame = canal_frame(pts, np.zeros_like(pts))
+    bodies, _, _ = find_bodies(ph.image.array > 180, ph.image.affine, frame)
+    named = name_bodies(bodies, field_extent(ph.image.shape, ph.image.affine, frame))
+    real = [n for n in named.names if n != "NA"]
+    assert len(real) == len(set(real))
+    if name == "thoracic":
+        assert not any(n[0] in "CLS" for n in real), named.names
+    else:  # strongly curved, the sacrum is not always recognised: then NA, never another region's names
+        assert not any(n[0] in "CT" for n in real), named.names
+        assert named.anchor in ("sacrum", "none") and (named.anchor == "none" or real[-1] == "S1"), named.names
