@@ -27,7 +27,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-
 from common import ROOT, git_rev, machine, update_doc
 from model_eval import _phantom_case
 
@@ -103,11 +102,13 @@ def infer_table(tmp: Path, margin: float) -> list[str]:
                     str(margin)], cwd=ROOT,
                    check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
+    suffix = "" if margin == 4.0 else f"_margin{margin:g}"
     rows = [f"`plexus infer --canal-margin {margin:g}` (otherwise the defaults) on the {len(inputs)} scans: "
             f"{wall:.0f} s in all.", "",
             "| case | status | plexus (ml) | outside the canal (ml) | levels named |", "|---|---|---|---|---|"]
     for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
         meas = json.loads((d / "measurements.json").read_text())
+        shutil.copy(d / "qc.png", ROOT / "docs" / "images" / f"canal_first_{d.name}{suffix}.png")
         if meas.get("status", "ok") != "ok":
             rows.append(f"| {d.name} | {meas['status']} | 0 | 0 | - |")
             continue
@@ -116,11 +117,10 @@ def infer_table(tmp: Path, margin: float) -> list[str]:
         plexus = np.asarray(seg.dataobj) == 1
         canal = np.asarray(nib.load(d / "canal.nii.gz").dataobj) > 0
         levels = [k for k in meas.get("vertebra_axis_mm", {})] or ["NA"]
-        shutil.copy(d / "qc.png", ROOT / "docs" / "images" / f"canal_first_{d.name}.png")
         rows.append(f"| {d.name} | ok | {plexus.sum() * sp / 1000:.2f} | {(plexus & ~canal).sum() * sp / 1000:.2f} | "
                     f"{', '.join(levels)} |")
     rows += ["", "QC pictures (the canal stage 1 found in yellow, the plexus kept in red):", ""]
-    rows += [f"![{d.name}](images/canal_first_{d.name}.png)" for d in sorted(out.iterdir())
+    rows += [f"![{d.name}](images/canal_first_{d.name}{suffix}.png)" for d in sorted(out.iterdir())
              if d.is_dir() and not d.name.startswith(".") and (d / "qc.png").exists()]
     ts = np.asarray(nib.load(SHARED / "totalsegmentator/spine_report/totalseg.nii.gz").dataobj)
     present = [TOTALSEG_NAMES[v] for v in sorted(set(np.unique(ts)) & set(TOTALSEG_NAMES), reverse=True)]

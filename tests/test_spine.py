@@ -230,3 +230,23 @@ def test_phantom_levels_stay_in_their_region(phantoms, name):
     else:  # strongly curved, the sacrum is not always recognised: then NA, never another region's names
         assert not any(n[0] in "CT" for n in real), named.names
         assert named.anchor in ("sacrum", "none") and (named.anchor == "none" or real[-1] == "S1"), named.names
+
+
+@pytest.mark.parametrize("name", ["RAS", "PIR"])
+def test_canal_back_on_the_input_grid_equals_resampling_the_whole_grid(phantoms, name):
+    """to_input_grid samples only the input voxels the coarse mask's box can reach: the same voxels as resampling
+    onto the whole input grid (PIR: the input's axes are not the coarse grid's)."""
+    from scipy import ndimage
+
+    from pipeline.resample import resample
+    from pipeline.spine.grid import coarse_spacing, to_coarse, to_input_grid
+
+    vol = phantoms[name].image
+    grid = to_coarse(vol, coarse_spacing(vol))
+    mask = np.zeros(grid.array.shape, bool)
+    mask[8:20, 10:22, 4:30] = True
+    soft = ndimage.gaussian_filter(mask.astype(np.float32), (0.5, 0.5, 0.5 * grid.spacing / grid.dz))
+    whole = resample(soft, grid.affine, vol.affine, vol.shape, order=1) >= 0.5
+    got = to_input_grid(mask, grid, vol)
+    assert got.dtype == np.uint8 and got.any()
+    np.testing.assert_array_equal(got.astype(bool), whole)

@@ -78,8 +78,23 @@ def to_input_grid(mask: np.ndarray, grid: CoarseGrid, vol: Volume) -> np.ndarray
     """
     if mask.shape != grid.array.shape:
         raise ValueError(f"mask: shape {mask.shape} does not match the coarse grid {grid.array.shape}")
+    out = np.zeros(vol.shape, np.uint8)
     if not mask.any():
-        return np.zeros(vol.shape, np.uint8)
+        return out
+    # only the input voxels the mask's box can reach (a whole-body CT is 150 M voxels, its canal a few %)
+    hits = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+    lo = np.array([h[0] for h in hits]) - 2.0
+    hi = np.array([h[-1] for h in hits]) + 2.0
+    corners = lo + np.array(list(np.ndindex(2, 2, 2)), float) * (hi - lo)
+    ijk = (np.linalg.inv(vol.affine) @ np.c_[grid.world(corners), np.ones(8)].T)[:3].T
+    start = np.clip(np.floor(ijk.min(0)).astype(int) - 1, 0, vol.shape)
+    stop = np.clip(np.ceil(ijk.max(0)).astype(int) + 2, 0, vol.shape)
+    if np.any(stop <= start):
+        return out
+    box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+    dst = vol.affine.copy()
+    dst[:3, 3] = vol.affine[:3, :3] @ start + vol.affine[:3, 3]
     soft = ndimage.gaussian_filter(mask.astype(np.float32), (0.5, 0.5, 0.5 * grid.spacing / grid.dz))
-    back = resample(soft, grid.affine, vol.affine, vol.shape, order=1)
-    return (back >= 0.5).astype(np.uint8)
+    back = resample(soft, grid.affine, dst, tuple(int(n) for n in stop - start), order=1)
+    out[box] = back >= 0.5
+    return out
