@@ -172,7 +172,8 @@ def main() -> None:
     ph = phantom_table(args.cases, args.model, args.canal_margin)
     print("\n".join(ph))
     text = "\n".join([
-        "## Canal first: stage 1 on real scans, the plexus inside the canal, held-out phantoms", "",
+        "## Canal first: stage 1 on real scans, the plexus inside the canal, held-out phantoms"
+        + ("" if args.canal_margin == 4.0 else f" (`--canal-margin {args.canal_margin:g}`)"), "",
         f"Measured at commit {git_rev()} on {machine()} with `python bench/canal_first.py --cases {args.cases}`.", "",
         "**Stage 1 on every real scan** (canal centre per axial slice against the reference's centre; the SCT and",
         "TotalSegmentator references are the cord, whose centre lies within a few mm of the canal's):", "", *s1, "",
