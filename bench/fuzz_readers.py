@@ -56,7 +56,7 @@ def worker(fmt: str, seconds: int, stats_path: Path) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["pipeline", "nrrd", "nibabel", "pydicom", "SimpleITK"]):
-        from pipeline.errors import InputError
+        from pipeline.core.errors import InputError
         from pipeline.io import UNEXPECTED, read_image
 
     work = Path(tempfile.mkdtemp(prefix=f"fuzz-{fmt}-"))

@@ -1,25 +1,41 @@
 """The ``plexus`` command line.
 
-Exit codes: 0 success; 1 some cases of a batch failed; 2 a usage or input error (one line on stderr:
-``error: <file>: <problem>``).
+Exit codes: 0 success; 1 some cases of a batch failed, or a bug in plexus (its traceback on stderr, then one line
+naming the command); 2 a usage or input error (one line on stderr: ``error: <file>: <problem>``).
+
+The commands import their stage lazily, so that ``plexus --help`` and a usage error answer without loading torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import __version__
-from .errors import PlexusError, Terminated
-from .levels import CONVENTIONS
+from .core.errors import InputError, PlexusError, Terminated, UsageError
+from .core.levels import CONVENTIONS
 
 log = logging.getLogger("plexus")
+
+
+@contextlib.contextmanager
+def _usage() -> Iterator[None]:
+    """Turn the ``ValueError`` of a config built from the command line (it names the parameter) into a
+    :class:`UsageError`; a ``ValueError`` anywhere else is a bug."""
+    try:
+        yield
+    except PlexusError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _floats(text: str, n: int = 3) -> tuple[float, ...]:
@@ -95,7 +111,7 @@ def _run_synth(args) -> int:
     from .synth import generate_phantom, preset_config, save_phantom
 
     if args.count < 1:
-        raise ValueError(f"--count: expected a positive number, got {args.count}")
+        raise UsageError(f"--count: expected a positive number, got {args.count}")
     if args.hybrid is not None or args.vertebrae is not None:
         return _run_hybrid(args)
 
@@ -106,7 +122,8 @@ def _run_synth(args) -> int:
     from tqdm import tqdm
 
     for k in tqdm(range(args.count), desc="phantoms", disable=args.count == 1):
-        cfg = preset_config(args.preset, seed=args.seed + k, **over)
+        with _usage():
+            cfg = preset_config(args.preset, seed=args.seed + k, **over)
         out = args.out if args.count == 1 else args.out / f"case_{k:03d}"
         t0 = time.perf_counter()
         save_phantom(generate_phantom(cfg), out)
@@ -115,23 +132,28 @@ def _run_synth(args) -> int:
 
 
 def _run_hybrid(args) -> int:
-    from .io import read_image, same_grid
-    from .levels import read_vertebrae
-    from .preprocess import guess_modality
+    from .core.volume import same_grid
+    from .io.formats import read_image
+    from .io.vertebrae import read_vertebrae
+    from .preprocess.transform import guess_modality
     from .synth import save_phantom
     from .synth.hybrid import HybridConfig, generate_hybrid
 
     if args.hybrid is None or args.vertebrae is None:
-        raise ValueError("--hybrid and --vertebrae go together: a real scan and its vertebra map")
+        raise UsageError("--hybrid and --vertebrae go together: a real scan and its vertebra map")
     image = read_image(args.hybrid)
     vmap = same_grid(image, read_vertebrae(args.vertebrae, args.vertebrae_convention), "vertebra map", "image")
     modality = args.modality or guess_modality(image)
     for k in range(args.count):
-        cfg = HybridConfig(image=str(args.hybrid), vertebrae=str(args.vertebrae), modality=modality,
-                           seed=args.seed + k, spacing=args.max_spacing)
+        with _usage():
+            cfg = HybridConfig(image=str(args.hybrid), vertebrae=str(args.vertebrae), modality=modality,
+                               seed=args.seed + k, spacing=args.max_spacing)
         out = args.out if args.count == 1 else args.out / f"case_{k:03d}"
         t0 = time.perf_counter()
-        ph = generate_hybrid(image, vmap, cfg)
+        try:
+            ph = generate_hybrid(image, vmap, cfg)
+        except ValueError as exc:  # a vertebra map the canal cannot be found from
+            raise InputError(args.vertebrae, str(exc)) from None
         save_phantom(ph, out)
         rough = [c["level"] for c in ph.info["canal"] if c["found_by"] != "ring"]
         note = f"; canal size from published means (ring open or size out of range) at {', '.join(rough)}" if rough else ""
@@ -152,7 +174,7 @@ def _add_info(sub) -> None:
 def _run_info(args) -> int:
     import numpy as np
 
-    from .io import read_image
+    from .io.formats import read_image
 
     vol = read_image(args.image, series=args.series, first_volume=args.first_volume)
     print(f"file:      {vol.path} ({vol.meta.get('format')})")
@@ -177,7 +199,7 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> int:
-    from .demo import run_demo
+    from .batch.demo import run_demo
 
     return run_demo(args.sample_dir, args.out, args.model)
 
@@ -215,14 +237,15 @@ def _add_measure(sub) -> None:
 
 
 def _run_measure(args) -> int:
+    from .export.measure_case import measure_case
     from .export.tables import format_table
-    from .measure_case import measure_case
     from .postprocess.measure import MeasureOptions
 
-    opts = MeasureOptions(label=args.label, min_volume_mm3=args.min_volume, window_mm=args.window,
-                          max_gap_to_bone_mm=args.max_gap_to_bone,
-                          vertebrae_convention=args.vertebrae_convention, lumbar_count=args.lumbar_count,
-                          anchor=args.anchor)
+    with _usage():
+        opts = MeasureOptions(label=args.label, min_volume_mm3=args.min_volume, window_mm=args.window,
+                              max_gap_to_bone_mm=args.max_gap_to_bone,
+                              vertebrae_convention=args.vertebrae_convention, lumbar_count=args.lumbar_count,
+                              anchor=args.anchor)
     res = measure_case(args.mask, args.out, image_path=args.image, vertebrae_path=args.vertebrae,
                        probabilities_path=args.probabilities, bone_path=args.bone, bone_label=args.bone_label,
                        options=opts, first_volume=args.first_volume)
@@ -292,21 +315,15 @@ def _add_infer(sub) -> None:
 
 
 def _run_infer(args) -> int:
-    from .batch import run_batch
+    from .batch.local import run_batch
+    from .batch.options import InferOptions
 
-    if args.workers is not None and args.workers < 0:
-        raise ValueError(f"--workers: expected 0 or more, got {args.workers}")
-    if args.overlap is not None and not 0 <= args.overlap < 1:
-        raise ValueError(f"--overlap: expected a value in [0, 1), got {args.overlap}")
-    if args.executor == "ray":
-        from .ray_batch import _ray
+    options = InferOptions.from_namespace(args)  # checked here, before any work
+    if options.executor == "ray":
+        from .batch.ray_runner import require_ray
 
-        _ray()  # a clear error before any work when Ray is not installed
-    elif args.address or args.ray_cpus or args.ray_actors:
-        raise ValueError("--address, --ray-cpus and --ray-actors need --executor ray")
-    if args.ray_actors is not None and args.ray_actors < 1:
-        raise ValueError(f"--ray-actors: expected 1 or more, got {args.ray_actors}")
-    return run_batch(args.inputs, args.out, args)
+        require_ray()  # a clear error before any work when Ray is not installed
+    return run_batch(args.inputs, args.out, options).exit_code
 
 
 # ---------------------------------------------------------------------------------------------- train
@@ -354,12 +371,10 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> int:
-    from .train.evaluate import evaluate
+    from .evaluation.evaluate import evaluate
 
     for d in (args.pred_dir, args.truth_dir):
         if not d.is_dir():
-            from .errors import InputError
-
             raise InputError(d, "no such folder")
     res = evaluate(args.pred_dir, args.truth_dir, args.out)
     s = res["summary"]
@@ -378,7 +393,6 @@ def _add_report(sub) -> None:
 
 
 def _run_report(args) -> int:
-    from .errors import InputError
     from .export.report import build_report
 
     if not args.out_dir.is_dir():
@@ -397,7 +411,7 @@ def _add_summarize(sub) -> None:
 
 
 def _run_summarize(args) -> int:
-    from .summarize import summarize
+    from .batch.summary import summarize
 
     run = summarize(args.out_dir)
     print(f"{run['n_finished']} finished cases, {len(run['failures'])} failed, from {', '.join(run['records'])}; "
@@ -425,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = _terminate_like_ctrl_c()
     try:
         return int(args.func(args) or 0)
-    except (PlexusError, ValueError) as exc:
+    except PlexusError as exc:  # the user's input, arguments or disk: one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # an output or system problem outside a batch case: one line, no traceback
@@ -437,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug in plexus: its traceback, then one line naming the command
+        log.error("plexus %s failed with an unexpected error (a bug; please report it with this traceback):",
+                  args.command, exc_info=True)
+        print(f"error: plexus {args.command}: bug: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

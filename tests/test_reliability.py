@@ -10,22 +10,22 @@ import gzip
 import json
 import re
 import shutil
-from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.atomic import in_background
 from pipeline.cli import main
-from pipeline.errors import InputError
+from pipeline.core.atomic import in_background
+from pipeline.core.errors import InputError
+from pipeline.inference.model import load_model
 from pipeline.io import read_image
 from pipeline.train.config import load_config
-from pipeline.train.model_io import load_model
 from tests.conftest import ROOT
 from tests.dicom_fixture import write_series
 
@@ -170,7 +170,7 @@ def test_output_folder_that_cannot_be_written_is_a_clear_error(scans, smoke_mode
 
 def test_disk_full_mid_write_keeps_nothing_partial_and_a_rerun_finishes(scans, smoke_model_dir, tmp_path,
                                                                        monkeypatch):
-    import pipeline.batch as batch
+    import pipeline.batch.case as batch
 
     real = batch.write_image
     calls = {"n": 0}

@@ -13,10 +13,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.inference.crop import crop_box, embed, plexus_region, sub_volume
 from pipeline.io import Volume, read_image
 from pipeline.postprocess.vertebrae import NamedBodies, implausible, name_bodies
 from pipeline.spine import NO_SPINE, find_canal
-from pipeline.spine.roi import crop_box, embed, plexus_region, sub_volume
 from pipeline.synth.phantom import generate_phantom
 from pipeline.synth.save import preset_config
 

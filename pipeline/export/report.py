@@ -8,16 +8,16 @@ table, the cohort pictures of :mod:`pipeline.export.cohort` (inline SVG; each ma
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
-from ..levels import level_rank
+from ..core.atomic import write_text
+from ..core.levels import level_rank
 from .cohort import cohort_section
+from .tables import read_calibre_csv
 
 CHANNELS = ("anterior_left", "anterior_right", "posterior_left", "posterior_right")
 WIDE_MM, NARROW_MM = 6.0, 1.0   # flag thresholds for a channel's median diameter at one level
@@ -43,10 +43,8 @@ def case_flags(rows: list[dict]) -> list[str]:
 
 
 def _read_rows(path: Path) -> list[dict]:
-    rows = list(csv.DictReader(open(path))) if path.exists() else []
-    for r in rows:
-        r["median_diameter_mm"] = float(r["median_diameter_mm"]) if r["median_diameter_mm"] else float("nan")
-    return rows
+    """A case's calibre rows; none for a case without ``calibre.csv`` (no spine in view, failed)."""
+    return read_calibre_csv(path) if path.exists() else []
 
 
 def _calibre_cell(rows: list[dict]) -> str:

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..errors import InputError
-from ..io import Volume, reorient, same_grid
-from ..levels import NA, detect_convention, level_rank, to_verse
+from ..core.errors import InputError
+from ..core.levels import NA, detect_convention, level_rank, to_verse
+from ..core.volume import Volume, reorient, same_grid
 from .anatomy import (
     CHANNELS,
     TRANSVERSE,
@@ -28,13 +28,7 @@ from .anatomy import (
 from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
 from .centreline import Branch, extract_centrelines
 from .clean import clean_mask, distance_mm, drop_far_from_bone
-from .vertebrae import (
-    field_extent,
-    find_bodies,
-    name_bodies,
-    parse_anchor,
-    vertebra_map,
-)
+from .vertebrae import field_extent, find_bodies, name_bodies, parse_anchor, vertebra_map
 
 BAD = JUNCTION | END | EMPTY | BORDER
 COLUMNS = ["level", "channel", "n_points", "length_mm", "median_diameter_mm", "mean_diameter_mm", "min_diameter_mm",

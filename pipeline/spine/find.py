@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..io import Volume
+from ..core.volume import Volume
 from .candidates import ct_candidates, mr_candidates
 from .grid import CoarseGrid, coarse_spacing, to_coarse, to_input_grid
 from .track import Chain, best_chain, body_depth, body_midline, ct_wall, no_wall, star_mask

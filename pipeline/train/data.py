@@ -32,9 +32,11 @@ from monai.transforms import (
     RandSimulateLowResolutiond,
 )
 
-from ..errors import InputError
-from ..io import Volume, read_image, read_label_map, same_grid, write_image
-from ..preprocess import PreprocessConfig, build_transform, guess_modality
+from ..core.errors import InputError, UsageError
+from ..core.volume import Volume, same_grid
+from ..io.formats import read_image, read_label_map
+from ..io.write import write_image
+from ..preprocess.transform import PreprocessConfig, build_transform, guess_modality
 from .config import AugmentConfig, DataConfig, HybridSource, SyntheticSource, TrainConfig
 
 
@@ -83,7 +85,7 @@ def synthetic_cases(src: SyntheticSource, cache: Path) -> list[Case]:
 
 def hybrid_cases(src: HybridSource, cache: Path) -> list[Case]:
     """Generate (once) ``src.count`` hybrid cases of a real scan into ``cache`` and return them as cases."""
-    from ..levels import read_vertebrae
+    from ..io.vertebrae import read_vertebrae
     from ..synth.hybrid import HybridConfig, generate_hybrid
 
     for path in (src.image, src.vertebrae):
@@ -147,7 +149,7 @@ def all_cases(cfg: TrainConfig) -> list[Case]:
     for src in cfg.data.hybrid:
         cases += hybrid_cases(src, cfg.output.run_dir / "cache")
     if len(cases) < 2:
-        raise ValueError("data: need at least two labelled cases (one for validation)")
+        raise UsageError("data: need at least two labelled cases (one for validation)")
     return cases
 
 

@@ -22,20 +22,14 @@ import numpy as np
 import torch
 import yaml
 
-from ..atomic import atomic_path, write_text
-from ..inference import pick_device
+from ..core.atomic import atomic_path, write_text
+from ..inference.model import build_network
+from ..inference.predictor import pick_device
 from .config import TrainConfig
 from .data import SampleStream, all_cases, augmentation, preprocess_case, split
-from .distributed import (
-    DistInfo,
-    barrier,
-    gather_objects,
-    init_distributed,
-    rank_sample_indices,
-    shutdown,
-)
-from .metrics import validate_case
-from .model_io import build_network, write_model_folder
+from .distributed import DistInfo, barrier, gather_objects, init_distributed, rank_sample_indices, shutdown
+from .model_folder import write_model_folder
+from .validate import validate_case
 
 log = logging.getLogger("plexus")
 
@@ -150,7 +144,7 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
     val = [(c, preprocess_case(c, cfg)) for c in val_cases[: cfg.train.val_cases][info.rank::info.world]]
     model = build_network(cfg.model).to(device)
     if cfg.model.init_from is not None and not (resume and (run / "last.pt").exists()):
-        from .model_io import load_model
+        from ..inference.model import load_model
 
         start, _ = load_model(cfg.model.init_from)   # checksum and architecture checked
         model.load_state_dict(start.state_dict())

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import in_background
-from .export.mrml import write_review_scene
-from .export.qc import qc_picture
-from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
-from .export.tables import centerlines_dict, write_measurement_files
-from .io import Volume, read_image, read_label_map, same_grid, write_image
-from .levels import read_vertebrae
-from .postprocess.measure import MeasureOptions, MeasureResult, measure
+from ..core.atomic import in_background
+from ..core.volume import Volume, same_grid
+from ..io.formats import read_image, read_label_map
+from ..io.vertebrae import read_vertebrae
+from ..io.write import write_image
+from ..postprocess.measure import MeasureOptions, MeasureResult, measure
+from .mrml import write_review_scene
+from .qc import qc_picture
+from .slicer import write_loader, write_markups, write_segmentation, write_vtp
+from .tables import centerlines_dict, write_measurement_files
 
 log = logging.getLogger("plexus")
 
@@ -41,7 +43,7 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
         b = read_label_map(bone_path)
         bone = b.with_array(((b.array == bone_label) if bone_label is not None else (b.array > 0)).astype("uint8"))
     if image is not None and (image.shape != mask.shape):
-        from .errors import InputError
+        from ..core.errors import InputError
 
         raise InputError(image_path, f"image grid {image.shape} differs from the mask's {mask.shape}")
     return measure_volumes(mask, out_dir, image=image, vertebrae=vert, probabilities=prob, bone=bone,

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
-from ..errors import InputError
-from ..io import read_label_map
+from ..core.atomic import write_text
+from ..core.errors import InputError
+from ..export.tables import read_calibre_csv
+from ..io.formats import read_label_map
 from .metrics import calibre_score, centreline_precision_recall, cldice, dice, hd95
 
 
@@ -59,7 +60,7 @@ def evaluate(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path | 
         if vert.exists() and truth_csv.exists():
             res = measure(pv.with_array(pm.astype(np.uint8)), vertebrae=read_label_map(vert))
             score = calibre_score(res.rows, truth_csv)
-            truth_rows = list(csv.DictReader(open(truth_csv)))
+            truth_rows = read_calibre_csv(truth_csv)
             for tr, e in zip(truth_rows, score["errors_mm"]):
                 cal_rows.append({"case_id": cid, "level": tr["level"], "channel": tr["channel"], "error_mm": e,
                                  "missed": int(not np.isfinite(e))})
