@@ -26,9 +26,26 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
                  vertebrae_path: str | Path | None = None, probabilities_path: str | Path | None = None,
                  bone_path: str | Path | None = None, bone_label: int | None = None,
                  options: MeasureOptions | None = None, first_volume: bool = False) -> MeasureResult:
-    """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir``.
+    """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir`` (``plexus measure``).
 
-    ``first_volume``: a 4-D ``image_path`` gives its first volume (else it is refused, naming the flag).
+    Parameters
+    ----------
+    mask_path : str or Path
+        The plexus mask (any readable format; label ``options.label``).
+    out_dir : str or Path
+        Where ``calibre.csv``, ``centerlines.json``, ``measurements.json``, ``qc.png`` and the Slicer files go.
+    image_path, vertebrae_path, probabilities_path, bone_path : str or Path, optional
+        The scan (QC picture), a vertebra map (levels), a plexus probability map (sub-voxel calibre), a bone label
+        map (levels without a vertebra map; label ``bone_label``, default every label > 0), all on the mask's grid.
+    options : MeasureOptions, optional
+        See :func:`~pipeline.postprocess.measure.measure`.
+    first_volume : bool
+        A 4-D ``image_path`` gives its first volume (else it is refused, naming the flag).
+
+    Returns
+    -------
+    MeasureResult
+        As :func:`~pipeline.postprocess.measure.measure` returns it (diameters in mm).
     """
     mask = read_label_map(mask_path)
     options = options or MeasureOptions()

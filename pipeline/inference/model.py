@@ -133,6 +133,15 @@ class ModelMetadata(BaseModel):
         value = getattr(self, key)
         return value.model_dump() if isinstance(value, BaseModel) else value
 
+    def keys(self) -> list[str]:
+        """The sections, as ``metadata.json`` has them (so that ``{**meta, ...}`` gives a plain dict)."""
+        return [*type(self).model_fields, *(self.model_extra or {})]
+
+    @classmethod
+    def of(cls, meta: ModelMetadata | dict) -> ModelMetadata:
+        """``meta`` itself, or a ``metadata.json`` dict validated."""
+        return meta if isinstance(meta, cls) else cls.model_validate(meta)
+
     def __contains__(self, key: str) -> bool:
         return key in type(self).model_fields or key in (self.model_extra or {})
 

@@ -35,17 +35,42 @@ class Segmentation:
 
 
 @torch.no_grad()
-def segment(vol: Volume, model: torch.nn.Module, meta: ModelMetadata, *, device: torch.device | None = None,
+def segment(vol: Volume, model: torch.nn.Module, meta: ModelMetadata | dict, *, device: torch.device | None = None,
             modality: str | None = None, overlap: float | None = None, tta: bool | None = None,
             keep_probabilities: bool = False, prepared: Prepared | None = None) -> Segmentation:
-    """Segment ``vol`` (see module docstring).
+    """Segment ``vol`` (see the module docstring).
 
-    ``tta``: average with the left-right flipped prediction; ``None`` takes the model folder's default
-    (``metadata.json`` ``inference.tta``). ``overlap``: ``None`` takes the model's. ``prepared``: ``vol`` already
-    preprocessed with the model's settings (``plexus infer`` does it while the case before is on the network).
+    Parameters
+    ----------
+    vol : Volume
+        (I, J, K) scan (CT in HU, MR in any units), any storage order; RAS mm affine.
+    model : torch.nn.Module
+        The network of the model folder (:func:`~pipeline.inference.model.load_model`).
+    meta : ModelMetadata
+        Its metadata: preprocessing, patch size, classes.
+    device : torch.device, optional
+        Where the network runs (default: where ``model`` is).
+    modality : {'CT', 'MR'}, optional
+        Default: from the DICOM tags or the intensities.
+    overlap : float, optional
+        Sliding-window overlap in [0, 1); ``None`` takes the model's.
+    tta : bool, optional
+        Average with the left-right flipped prediction; ``None`` takes the model folder's default
+        (``metadata.json`` ``inference.tta``).
+    keep_probabilities : bool
+        Also return the (C, I, J, K) probabilities.
+    prepared : Prepared, optional
+        ``vol`` already preprocessed with the model's settings (``plexus infer`` does it while the case before is on
+        the network).
+
+    Returns
+    -------
+    Segmentation
+        ``labels``: (I, J, K) uint8 on exactly ``vol``'s grid (0 background, 1 plexus, 2 vertebral bone);
+        ``probabilities``: (C, I, J, K) float32 or None.
     """
     device = device or next(model.parameters()).device
-    prep = prepared or preprocess(vol, meta.preprocess_config, modality)
+    prep = prepared or preprocess(vol, ModelMetadata.of(meta).preprocess_config, modality)
     prob = predict(prep.image[None].float().to(device), model, meta, device=device, overlap=overlap, tta=tta)
     prob = prob.cpu()
     # back on the input grid: the foreground classes, and the background as what they leave (the classes sum to
@@ -70,7 +95,7 @@ class CanalCrop:
     prepared: Prepared
 
 
-def prepare_in_canal(vol: Volume, canal: CanalResult, meta: ModelMetadata, *, modality: str | None = None,
+def prepare_in_canal(vol: Volume, canal: CanalResult, meta: ModelMetadata | dict, *, modality: str | None = None,
                      crop_margin_mm: float = 25.0) -> CanalCrop:
     """Crop ``vol`` to the canal grown by ``crop_margin_mm`` and preprocess the crop with the model's settings.
 
@@ -80,8 +105,8 @@ def prepare_in_canal(vol: Volume, canal: CanalResult, meta: ModelMetadata, *, mo
         The whole scan.
     canal : CanalResult
         Stage 1 on ``vol`` (a spine must be in view).
-    meta : ModelMetadata
-        The model folder's metadata (its ``preprocess`` settings).
+    meta : ModelMetadata or dict
+        The model folder's metadata (its ``preprocess`` settings), or its ``metadata.json`` as a dict.
     crop_margin_mm : float
         Context around the canal, mm: the vertebral bodies in front, the foramina and the laminae.
     """
@@ -89,12 +114,12 @@ def prepare_in_canal(vol: Volume, canal: CanalResult, meta: ModelMetadata, *, mo
         raise ValueError(f"canal: stage 1 found no spine in this scan ({canal.reason})")
     box = crop_box(canal.canal, vol.affine, crop_margin_mm)
     part = sub_volume(vol, box)
-    prep = preprocess(part, meta.preprocess_config, modality or canal.modality)
+    prep = preprocess(part, ModelMetadata.of(meta).preprocess_config, modality or canal.modality)
     return CanalCrop(canal, box, prep)
 
 
 @torch.no_grad()
-def segment_in_canal(vol: Volume, model: torch.nn.Module, meta: ModelMetadata, crop: CanalCrop, *,
+def segment_in_canal(vol: Volume, model: torch.nn.Module, meta: ModelMetadata | dict, crop: CanalCrop, *,
                      device: torch.device | None = None, overlap: float | None = None, tta: bool | None = None,
                      roi_mm: float = 4.0) -> Segmentation:
     """Stage 2: the network on the canal's crop (:func:`prepare_in_canal`), back on the whole input grid.

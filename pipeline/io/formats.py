@@ -83,6 +83,18 @@ def read_image(path: str | Path, *, series: str | None = None, first_volume: boo
         For a 4-D image, use the first volume instead of refusing it.
     max_voxels : int
         Refuse images declaring more voxels than this, before allocating them.
+
+    Returns
+    -------
+    Volume
+        ``array`` (I, J, K) in the file's own storage order and values (CT in HU), ``affine`` (4, 4) voxel index ->
+        RAS mm, ``meta`` with ``path``, ``format``, ``modality`` and ``warnings``.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the problem: missing, empty, corrupt, unsupported, too large, 4-D without
+        ``first_volume``, a degenerate geometry.
     """
     path = Path(path)
     if not path.exists():

@@ -112,9 +112,26 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 
 def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = None,
           config_text: str | None = None) -> dict:
-    """Run (or resume) a training; return the final metrics. ``stop_after``: steps to run now, then stop.
+    """Run (or resume) a training and write its model folder at the end.
 
     Under torchrun (``WORLD_SIZE`` > 1) every rank runs this function; see :mod:`.distributed`.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The validated config (:func:`~pipeline.train.config.load_config`).
+    resume : bool
+        Continue from ``output.run_dir/last.pt``.
+    stop_after : int, optional
+        Steps to run now, then checkpoint and stop (resume later).
+    config_text : str, optional
+        The config file's text, stored in the model folder's ``metadata.json``.
+
+    Returns
+    -------
+    dict
+        ``step`` and the best validation metrics (``val_dice``, ``val_dice_bone``, ``val_cldice`` in [0, 1], and
+        ``val_calibre_mae`` in mm where phantom truth is known).
     """
     info, device = init_distributed(pick_device(cfg.train.device))
     try:
