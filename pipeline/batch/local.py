@@ -33,6 +33,7 @@ from .case import finish_case, prepare_case, segment_case, write_no_spine
 from .cases import CaseInput, discover, select_shard
 from .folder import Claim, check_writable, clean_stale, finished
 from .options import InferOptions, default_workers
+from .ray_runner import run_cases_ray
 from .record import RunRecord, failure, report_end, write_record
 
 log = logging.getLogger("plexus")
@@ -92,8 +93,6 @@ def run_batch(inputs: list[str], out: Path, options: InferOptions) -> BatchResul
     if skipped:
         log.info("%d finished cases skipped (use --overwrite to redo them)", skipped)
     if options.executor == "ray":
-        from .ray_runner import run_cases_ray  # Ray is optional: imported only when asked for
-
         def ray_fail(case: CaseInput, exc: BaseException) -> None:
             record.failures.append(failure(case, exc))
             print(f"error: {record.failures[-1]['error']}", file=sys.stderr)

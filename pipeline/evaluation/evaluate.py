@@ -23,6 +23,7 @@ from ..core.atomic import write_text
 from ..core.errors import InputError
 from ..export.tables import read_calibre_csv
 from ..io.formats import read_label_map
+from ..postprocess.measure import measure
 from .metrics import calibre_score, centreline_precision_recall, cldice, dice, hd95
 
 
@@ -42,8 +43,6 @@ def _pairs(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
 
 def evaluate(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path | None = None) -> dict:
     """Evaluate every matched case; write the CSVs and summary into ``out_dir`` (default ``pred_dir``)."""
-    from ..postprocess.measure import measure
-
     pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
     out_dir = Path(out_dir or pred_dir)
     cases, cal_rows = [], []

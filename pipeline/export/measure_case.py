@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import in_background
+from ..core.errors import InputError
 from ..core.volume import Volume, same_grid
 from ..io.formats import read_image, read_label_map
 from ..io.vertebrae import read_vertebrae
@@ -60,8 +61,6 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
         b = read_label_map(bone_path)
         bone = b.with_array(((b.array == bone_label) if bone_label is not None else (b.array > 0)).astype("uint8"))
     if image is not None and (image.shape != mask.shape):
-        from ..core.errors import InputError
-
         raise InputError(image_path, f"image grid {image.shape} differs from the mask's {mask.shape}")
     return measure_volumes(mask, out_dir, image=image, vertebrae=vert, probabilities=prob, bone=bone,
                            options=options, title=Path(mask_path).name)

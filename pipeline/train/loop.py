@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from ..core.atomic import atomic_path, write_text
-from ..inference.model import build_network
+from ..inference.model import build_network, load_model
 from ..inference.predictor import pick_device
 from .config import TrainConfig
 from .data import SampleStream, all_cases, augmentation, preprocess_case, split
@@ -161,8 +161,6 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
     val = [(c, preprocess_case(c, cfg)) for c in val_cases[: cfg.train.val_cases][info.rank::info.world]]
     model = build_network(cfg.model).to(device)
     if cfg.model.init_from is not None and not (resume and (run / "last.pt").exists()):
-        from ..inference.model import load_model
-
         start, _ = load_model(cfg.model.init_from)   # checksum and architecture checked
         model.load_state_dict(start.state_dict())
         log.info("initialised from %s", cfg.model.init_from)
