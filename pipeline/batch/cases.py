@@ -46,7 +46,22 @@ def _is_dicom_dir(path: Path) -> bool:
 
 
 def discover(inputs: list[str], vertebrae: str | None = None) -> list[CaseInput]:
-    """Cases from files, DICOM series folders, folders of scans, glob patterns and CSV/TXT lists."""
+    """Cases from files, DICOM series folders, folders of scans, glob patterns and CSV/TXT lists.
+
+    Parameters
+    ----------
+    inputs : list of str
+        What ``plexus infer`` was given. A CSV list has the columns ``image[,case_id,vertebrae]`` (paths relative
+        to the list).
+    vertebrae : str, optional
+        One vertebra map (a single case) or a folder of maps named by case id.
+
+    Returns
+    -------
+    list of CaseInput
+        In input order, with unique case ids (``_2``, ``_3``... appended); a problem found while listing (no such
+        file, a glob matching nothing) is kept in the case's ``error``, reported when the case comes.
+    """
     cases: list[CaseInput] = []
     for item in inputs:
         if any(ch in item for ch in "*?["):

@@ -42,7 +42,15 @@ def _pairs(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def evaluate(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path | None = None) -> dict:
-    """Evaluate every matched case; write the CSVs and summary into ``out_dir`` (default ``pred_dir``)."""
+    """Evaluate every matched case; write the CSVs and summary into ``out_dir`` (default ``pred_dir``).
+
+    Returns
+    -------
+    dict
+        ``summary`` (means over the cases: ``dice``, ``cldice`` in [0, 1], ``hd95_mm``, centreline precision and
+        recall, ``calibre_mae_mm``; counts ``calibre_missed``, ``calibre_pairs``, ``n_cases``) and ``cases`` (one
+        row per case).
+    """
     pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
     out_dir = Path(out_dir or pred_dir)
     cases, cal_rows = [], []

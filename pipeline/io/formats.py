@@ -314,7 +314,23 @@ def volume_from_sitk(img, path: Path | str) -> Volume:
 
 
 def read_label_map(path: str | Path, **kwargs: Any) -> Volume:
-    """Read an integer label map (float-stored maps with integral values are accepted)."""
+    """Read an integer label map (float-stored maps with integral values are accepted).
+
+    Parameters
+    ----------
+    path : str or Path
+        Any format :func:`read_image` reads; ``kwargs`` go to it.
+
+    Returns
+    -------
+    Volume
+        (I, J, K) uint16 labels (int32 above 65535) on the file's grid.
+
+    Raises
+    ------
+    InputError
+        Non-integer or negative labels, or anything :func:`read_image` refuses.
+    """
     vol = read_image(path, **kwargs)
     a = vol.array
     if a.dtype.kind == "f":

@@ -9,14 +9,27 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.levels import NAME_TO_VERSE, detect_convention, to_verse
+from ..core.volume import Volume
 from .formats import read_label_map
 
 
-def read_vertebrae(path, convention: str = "auto"):
+def read_vertebrae(path: str | Path, convention: str = "auto") -> Volume:
     """A vertebra map in VerSe ids from a label map file of ``convention``, or from a folder of TotalSegmentator's
     per-structure masks (``vertebrae_L3.nii.gz``, ``sacrum.nii.gz``... all on one grid).
 
-    Returns a :class:`~pipeline.core.volume.Volume` whose ``meta['convention']`` says what was read.
+    Parameters
+    ----------
+    path : str or Path
+        A label map file, or a folder of TotalSegmentator masks.
+    convention : {'auto', 'verse', 'totalsegmentator', 'spider'}
+        Label ids of the file (``auto``: TotalSegmentator when ids 29-50 are present, SPIDER when its canal label
+        100 is, else VerSe).
+
+    Returns
+    -------
+    Volume
+        (I, J, K) uint8 VerSe ids (1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 26 S1, 28 T13; 0 elsewhere);
+        ``meta['convention']`` says what was read.
     """
     path = Path(path)
     if path.is_dir():

@@ -14,7 +14,22 @@ from ..core.volume import LPS_TO_RAS, Volume
 
 
 def write_image(vol: Volume, path: str | Path, *, header: dict | None = None) -> Path:
-    """Write ``vol`` to ``path`` (format from the extension), atomically; return the path."""
+    """Write ``vol`` to ``path`` (format from the extension), atomically; return the path.
+
+    Parameters
+    ----------
+    vol : Volume
+        (I, J, K) array and its (4, 4) voxel -> RAS mm affine; stored as LPS in NRRD and MetaImage.
+    path : str or Path
+        ``.nii``/``.nii.gz``, ``.nrrd``/``.nhdr`` or ``.mha``/``.mhd``.
+    header : dict, optional
+        Extra NRRD header fields (a Slicer ``.seg.nrrd``'s segments).
+
+    Raises
+    ------
+    ValueError
+        ``path`` has none of these extensions (naming the parameter).
+    """
     path = Path(path)
     name = path.name.lower()
     with atomic_path(path) as tmp:

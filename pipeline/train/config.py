@@ -168,7 +168,20 @@ def _set(d: dict, dotted: str, value) -> None:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read, override and validate a training config; errors name the file and the key."""
+    """Read, override and validate a training config; errors name the file and the key.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file (see ``configs/``).
+    overrides : list of str, optional
+        ``dotted.key=value`` changes, the value parsed as YAML.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the key: an unknown or misspelled key, a value out of range.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such config file")
