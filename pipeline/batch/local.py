@@ -117,8 +117,10 @@ class _LocalRun:
     """The cases of one batch on this machine: the next case read and through stage 1 in a thread while the network
     runs on this one, measurement in worker processes (or here, with no workers)."""
 
-    def __init__(self, out: Path, options: InferOptions, model, meta: ModelMetadata, device: torch.device, record: RunRecord):
-        self.out, self.options, self.model, self.meta, self.device, self.record = out, options, model, meta, device, record
+    def __init__(self, out: Path, options: InferOptions, model, meta: ModelMetadata, device: torch.device,
+                 record: RunRecord):
+        self.out, self.options, self.model, self.meta = out, options, model, meta
+        self.device, self.record = device, record
         self.inflight: list = []  # (case, claim, future, timings, t0) of cases being measured
         self.workers = options.workers if options.workers is not None else default_workers(device)
         self.bar = None

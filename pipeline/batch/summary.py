@@ -30,7 +30,8 @@ def write_summary_csv(out: Path) -> Path | None:
     for d in finished_cases(out):
         if not (d / "calibre.csv").exists():  # a case with a status and no plexus (no spine in view)
             status = json.loads((d / "measurements.json").read_text()).get("status", "no calibre")
-            head, rest = calibre_csv_text([_status_row()], first={"case_id": d.name}, last={"status": status}).split("\n", 1)
+            text = calibre_csv_text([_status_row()], first={"case_id": d.name}, last={"status": status})
+            head, rest = text.split("\n", 1)
             header = header or head
             body.append(rest)
             continue

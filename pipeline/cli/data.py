@@ -18,7 +18,8 @@ def add_synth(sub) -> None:
     p = sub.add_parser("synth", help="generate spine phantoms with ground truth",
                        description="Generate spine CT/MR phantoms with plexus mask, vertebra map and true "
                                    "centrelines. With --count N, writes OUT/case_000 ... OUT/case_N-1. With --hybrid "
-                                   "SCAN --vertebrae MAP, inserts the synthetic plexus into the real canal of a real scan.")
+                                   "SCAN --vertebrae MAP, inserts the synthetic plexus into the real canal of a real "
+                                   "scan.")
     from ..synth import PRESETS
 
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
@@ -29,15 +30,19 @@ def add_synth(sub) -> None:
     p.add_argument("--orientation", help="storage axcodes, e.g. RAS, LPS, PIR")
     p.add_argument("--sacrum-mm", type=float, help="with S1 in the span: mm of fused sacrum drawn and in view below "
                    "S1 (0: the field ends at S1)")
-    p.add_argument("--cranial-mm", type=float, help="mm of field above the top vertebra (default 6; with C1 in the span, "
+    p.add_argument("--cranial-mm", type=float, help="mm of field above the top vertebra (default 6; with C1 in the "
+                   "span, "
                    "25 shows the free top of the dens column that names the levels)")
     p.add_argument("--seed", type=int, default=0, help="random seed (case k uses seed+k)")
     p.add_argument("--count", type=int, default=1, help="number of cases")
     p.add_argument("--hybrid", type=Path, metavar="SCAN", help="a real CT/MR scan: insert the plexus into its canal "
                    "(needs --vertebrae; --preset, --levels, --spacing, --orientation, --sacrum-mm do not apply)")
-    p.add_argument("--vertebrae", type=Path, help="with --hybrid: the scan's vertebra map (file or TotalSegmentator folder)")
-    p.add_argument("--vertebrae-convention", default="auto", choices=CONVENTIONS, help="label convention of --vertebrae")
-    p.add_argument("--max-spacing", type=float, default=1.0, help="with --hybrid: largest voxel size (mm) of the output; "
+    p.add_argument("--vertebrae", type=Path, help="with --hybrid: the scan's vertebra map (file or TotalSegmentator "
+                   "folder)")
+    p.add_argument("--vertebrae-convention", default="auto", choices=CONVENTIONS,
+                   help="label convention of --vertebrae")
+    p.add_argument("--max-spacing", type=float, default=1.0, help="with --hybrid: largest voxel size (mm) of the "
+                   "output; "
                    "a coarser scan is resampled (default 1.0)")
     p.set_defaults(func=_run_synth)
 
@@ -91,7 +96,8 @@ def _run_hybrid(args) -> int:
             raise InputError(args.vertebrae, str(exc)) from None
         save_phantom(ph, out)
         rough = [c["level"] for c in ph.info["canal"] if c["found_by"] != "ring"]
-        note = f"; canal size from published means (ring open or size out of range) at {', '.join(rough)}" if rough else ""
+        note = (f"; canal size from published means (ring open or size out of range) at {', '.join(rough)}"
+                if rough else "")
         log.info("wrote %s (hybrid %s, %s-%s, %.1f s)%s", out, modality, ph.verts[0].name, ph.verts[-1].name,
                  time.perf_counter() - t0, note)
     return 0
@@ -102,7 +108,8 @@ def add_info(sub) -> None:
     p = sub.add_parser("info", help="print the geometry of an image")
     p.add_argument("image", type=Path, help="NIfTI, NRRD, MetaImage file or DICOM folder")
     p.add_argument("--series", help="DICOM SeriesInstanceUID")
-    p.add_argument("--first-volume", action="store_true", help="a 4-D image (a time series, several echoes): use its first volume (default: refuse it)")
+    p.add_argument("--first-volume", action="store_true", help="a 4-D image (a time series, several echoes): use its "
+                   "first volume (default: refuse it)")
     p.set_defaults(func=_run_info)
 
 

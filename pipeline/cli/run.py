@@ -26,13 +26,15 @@ def add_measure(sub) -> None:
                    "its first volume (default: refuse it)")
     p.add_argument("--vertebrae", type=Path, help="vertebra label map on the mask's grid (levels)")
     p.add_argument("--vertebrae-convention", choices=CONVENTIONS, default="auto", help="label ids of --vertebrae "
-                   "(auto: TotalSegmentator when ids 29-50 are present, SPIDER when its canal label 100 is, else VerSe)")
+                   "(auto: TotalSegmentator when ids 29-50 are present, SPIDER when its canal label 100 is, else "
+                   "VerSe)")
     p.add_argument("--probabilities", type=Path, help="plexus probability map (sub-voxel calibre)")
     p.add_argument("--bone", type=Path, help="without --vertebrae: a label map of vertebral bone to find and name the "
                    "vertebrae from (e.g. plexus infer's segmentation.nii.gz with --bone-label 2)")
     p.add_argument("--bone-label", type=int, help="label of bone in --bone (default: every label > 0)")
     p.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], default=5, help="lumbar vertebrae above the sacrum")
-    p.add_argument("--anchor", type=anchor, metavar="NAME@Z", help="with --bone and no sacrum in view: vertebra NAME at world "
+    p.add_argument("--anchor", type=anchor, metavar="NAME@Z", help="with --bone and no sacrum in view: vertebra NAME "
+                   "at world "
                    "height Z mm, e.g. L3@120")
     p.add_argument("--label", type=int, default=d.label, help="label value of the plexus in MASK (default 1)")
     p.add_argument("--min-volume", type=float, default=d.min_volume_mm3, help="drop specks below this (mm3)")
@@ -80,12 +82,14 @@ def add_infer(sub) -> None:
                         "(vertebrae_L3.nii.gz...) is read as such")
     p.add_argument("--lumbar-count", type=int, choices=[4, 5, 6], default=5, help="without --vertebrae, levels are "
                    "named from the model's vertebral bone counting up from the sacrum: lumbar vertebrae above it")
-    p.add_argument("--anchor", type=anchor, metavar="NAME@Z", help="without --vertebrae and with no sacrum in view: the vertebra "
+    p.add_argument("--anchor", type=anchor, metavar="NAME@Z", help="without --vertebrae and with no sacrum in view: "
+                   "the vertebra "
                    "NAME whose body lies at world height Z mm (RAS z), e.g. L3@120; levels are NA otherwise")
     p.add_argument("--modality", choices=["auto", "ct", "mr"], default="auto", help="default: from DICOM tags "
                    "or intensities (stated in measurements.json)")
     p.add_argument("--series", help="DICOM SeriesInstanceUID to read from series folders")
-    p.add_argument("--first-volume", action="store_true", help="a 4-D image (a time series, several echoes): use its first volume (default: refuse it)")
+    p.add_argument("--first-volume", action="store_true", help="a 4-D image (a time series, several echoes): use its "
+                   "first volume (default: refuse it)")
     p.add_argument("--crop-margin", type=nonneg_mm, default=25.0, metavar="MM", help="stage 2: the network "
                    "sees the vertebral canal found by stage 1 grown by MM (default 25: the vertebral bodies, "
                    "foramina and laminae around it)")

@@ -81,6 +81,7 @@ def same_grid(ref: Volume, other: Volume, what: str, ref_what: str = "mask") -> 
         if same.shape == ref.shape and np.allclose(same.affine, ref.affine, atol=1e-3):
             return same
         raise InputError(other.path, f"{what} grid differs from the {ref_what}'s (shape {other.shape} vs {ref.shape}, "
-                                     f"spacing {tuple(round(float(x), 3) for x in other.spacing)} vs {tuple(round(float(x), 3) for x in ref.spacing)}"
+                                     f"spacing {tuple(round(float(x), 3) for x in other.spacing)} vs "
+                                     f"{tuple(round(float(x), 3) for x in ref.spacing)}"
                                      f"{', origin/direction differ' if other.shape == ref.shape else ''})")
     return other

@@ -78,7 +78,8 @@ def evaluate(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path | 
     summary.update({k: int(sum(c[k] for c in cases)) for k in counts})
     summary["n_cases"] = len(cases)
     write_text(out_dir / "evaluation_cases.csv", _csv(cases))
-    write_text(out_dir / "evaluation_calibre.csv", _csv(cal_rows) if cal_rows else "case_id,level,channel,error_mm,missed\n")
+    write_text(out_dir / "evaluation_calibre.csv",
+               _csv(cal_rows) if cal_rows else "case_id,level,channel,error_mm,missed\n")
     write_text(out_dir / "evaluation_summary.json", json.dumps({"summary": summary, "cases": cases}, indent=2))
     return {"summary": summary, "cases": cases}
 

@@ -68,7 +68,8 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
 
 def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None = None, vertebrae: Volume | None = None,
                     probabilities: Volume | None = None, bone: Volume | None = None,
-                    options: MeasureOptions | None = None, title: str = "", canal: Volume | None = None) -> MeasureResult:
+                    options: MeasureOptions | None = None, title: str = "",
+                    canal: Volume | None = None) -> MeasureResult:
     """Measure ``mask`` and write every output of a case into ``out_dir``.
 
     ``calibre.csv`` (+ ``.schema.csv``), ``centerlines.json``, ``measurements.json``, ``qc.png`` and, for 3D Slicer,
@@ -95,7 +96,8 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
                                 for b in centerlines_dict(result)["branches"]],
                    calibre_rows=result.rows, title=f"{title or mask.path}: plexus calibre"
                    f" ({result.summary.get('levels_source', '')})", canal=canal)
-    write_review_scene(out, image=image_path if image_path and Path(image_path).exists() else None)  # after the .seg.nrrd
+    # after the .seg.nrrd
+    write_review_scene(out, image=image_path if image_path and Path(image_path).exists() else None)
     for w in result.warnings:
         log.warning("warning: %s", w)
     return result

@@ -35,7 +35,8 @@ def read_vertebrae(path: str | Path, convention: str = "auto") -> Volume:
     if path.is_dir():
         masks = sorted(f for f in path.iterdir() if f.name.startswith(("vertebrae_", "sacrum.")))
         if not masks:
-            raise InputError(path, "folder holds no TotalSegmentator vertebra masks (vertebrae_*.nii.gz, sacrum.nii.gz)")
+            raise InputError(path, "folder holds no TotalSegmentator vertebra masks "
+                                   "(vertebrae_*.nii.gz, sacrum.nii.gz)")
         out = None
         names = {f.name.split(".")[0]: f for f in masks}
         for stem, f in names.items():
