@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean bench sample-data
+.PHONY: demo test lint venv clean bench sample-data
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@bash tests/tools/ensure_chromium.sh
+	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline tests bench
 
 sample-data: $(STAMP)
 	$(BIN)/plexus synth --preset sample-ct --seed 11 -o sample_data/ct_phantom

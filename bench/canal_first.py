@@ -30,12 +30,12 @@ import numpy as np
 from common import ROOT, git_rev, machine, update_doc
 from model_eval import _phantom_case
 
-from pipeline.inference import prepare_in_canal, segment, segment_in_canal
+from pipeline.evaluation.metrics import dice
+from pipeline.inference.crop import crop_box, plexus_region
+from pipeline.inference.model import load_model
+from pipeline.inference.segmentation import prepare_in_canal, segment, segment_in_canal
 from pipeline.io import Volume, read_image
 from pipeline.spine import find_canal
-from pipeline.spine.roi import crop_box, plexus_region
-from pipeline.train.metrics import dice
-from pipeline.train.model_io import load_model
 
 SHARED = ROOT.parent / "shared" / "data"
 # scan, reference, label ids, modality (None: no reference of the canal's contents)

@@ -56,7 +56,7 @@ def worker(fmt: str, seconds: int, stats_path: Path) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["pipeline", "nrrd", "nibabel", "pydicom", "SimpleITK"]):
-        from pipeline.errors import InputError
+        from pipeline.core.errors import InputError
         from pipeline.io import UNEXPECTED, read_image
 
     work = Path(tempfile.mkdtemp(prefix=f"fuzz-{fmt}-"))
@@ -174,7 +174,7 @@ def _replay(fmt: str, example: Path) -> str:
         else:
             target = arg = Path(d) / f"input{FORMATS[fmt]}"
         shutil.copy(example, target)
-        code = ("import sys; from pipeline.io import read_image; from pipeline.errors import InputError\n"
+        code = ("import sys; from pipeline.io import read_image; from pipeline.core.errors import InputError\n"
                 f"try: read_image({str(arg)!r}, max_voxels={MAX_VOXELS})\nexcept InputError: pass")
         try:
             rc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=60).returncode

@@ -3,7 +3,7 @@
 A synthetic CT of 512 x 512 x 600 voxels (0.7 x 0.7 x 1 mm, a body filling most of the field) is put on the model
 grid (orientation, 0.8 mm resampling, intensity, crop to the body) and a two-class probability map of that grid is
 mapped back onto the scan, (1) with MONAI's transforms (``Spacingd`` ... ``Invertd``, as training runs them) and
-(2) with ``plexus``'s array path (``pipeline.preprocess.preprocess`` / ``invert``, what ``plexus infer`` runs).
+(2) with ``plexus``'s array path (``pipeline.preprocess.transform.preprocess`` / ``invert``, what ``plexus infer`` runs).
 Each method runs in its own process, so that its peak memory is its own.
 
 Usage: ``python bench/grid_speed.py [--shape 512 512 600] [--no-doc]``
@@ -17,7 +17,6 @@ import resource
 import time
 
 import numpy as np
-
 from common import git_rev, machine, update_doc
 
 
@@ -34,7 +33,7 @@ def _scan(shape):
 def _run(method: str, shape, queue) -> None:
     import torch
 
-    from pipeline.preprocess import PreprocessConfig, build_transform, invert, preprocess
+    from pipeline.preprocess.transform import PreprocessConfig, build_transform, invert, preprocess
 
     vol, cfg = _scan(shape), PreprocessConfig()
     t0 = time.perf_counter()

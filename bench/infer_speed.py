@@ -27,15 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import ROOT, git_rev, machine, update_doc
 
-from pipeline.batch import default_workers, run_batch
-from pipeline.inference import amp_dtype, pick_device, prepare_in_canal, stitch_device
+from pipeline.batch.local import run_batch
+from pipeline.batch.options import InferOptions, default_workers
+from pipeline.inference.model import load_model
+from pipeline.inference.predictor import amp_dtype, pick_device, stitch_device
+from pipeline.inference.segmentation import prepare_in_canal
 from pipeline.io import Volume, read_image, write_image
 from pipeline.spine import find_canal
 from pipeline.synth import PhantomConfig, generate_phantom
-from pipeline.train.model_io import load_model
 
 
 def bare_network(prep_image, model, meta, device) -> float:
@@ -142,9 +143,7 @@ def main() -> None:
                 preps.append(canal_crop(ph.image, meta))
             what = f"lumbar CT phantom {'x'.join(map(str, ph.image.shape))} at 0.8 mm{' (one phantom, linked)' if args.same_case else ''}"
         bare_network(preps[0], model, meta, device)  # warm-up: first-call allocations are no part of either figure
-        ns = argparse.Namespace(model=args.model, device=args.device, vertebrae=None, modality="auto", series=None,
-                                overlap=None, tta=None, save_probabilities=False, overwrite=True,
-                                workers=args.workers)
+        options = InferOptions(model=args.model, device=args.device, overwrite=True, workers=args.workers)
         nets, totals, ratios, stage_rows = [], [], [], []
         peak = 0.0 if device.type == "cuda" else float("nan")
         for r in range(args.repeats):  # each repeat: the bare network on every case, then the whole batch
@@ -152,7 +151,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            run_batch([str(f) for f in files], Path(tmp) / "out", ns)
+            run_batch([str(f) for f in files], Path(tmp) / "out", options)
             total = (time.perf_counter() - t0) / args.cases
             if device.type == "cuda":
                 peak = max(peak, torch.cuda.max_memory_allocated() / 2**30)

@@ -24,15 +24,14 @@ from pathlib import Path
 
 import edt
 import numpy as np
+from common import ROOT, bench_configs, git_rev, machine, score, update_doc
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
-from common import ROOT, bench_configs, git_rev, machine, score, update_doc
-
-from pipeline.inference import segment
+from pipeline.inference.model import load_model
+from pipeline.inference.segmentation import segment
 from pipeline.postprocess.measure import measure
 from pipeline.synth import generate_phantom
-from pipeline.train.model_io import load_model
 
 
 def naive_rows(mask, result) -> list[dict]:

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, git_rev, machine, update_doc
 
 from pipeline.io import Volume, write_image

@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
-
 from common import ROOT, git_rev, machine, score, update_doc
+from scipy.spatial import cKDTree
 
 from pipeline.io import write_image
 from pipeline.postprocess.measure import measure

@@ -1,7 +1,7 @@
 """Held-out evaluation of a model folder on fresh phantoms, through the full pipeline.
 
 Phantoms with seeds never used in training (800000+), CT and MR, several spacings and storage orientations,
-are segmented with :func:`pipeline.inference.segment` (prediction back on each scan's own grid), then scored
+are segmented with :func:`pipeline.inference.segmentation.segment` (prediction back on each scan's own grid), then scored
 by ``plexus evaluate`` (Dice, clDice, HD95, centreline precision/recall, calibre error per (level, channel)
 from ``plexus measure`` with the phantom's vertebra map).
 
@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import ROOT, git_rev, machine, update_doc
 
-from pipeline.inference import segment
+from pipeline.evaluation.evaluate import evaluate
+from pipeline.inference.model import load_model
+from pipeline.inference.segmentation import segment
 from pipeline.io import write_image
 from pipeline.synth import generate_phantom, preset_config, save_phantom
-from pipeline.train.evaluate import evaluate
-from pipeline.train.model_io import load_model
 
 HYBRID_SOURCES = [("totalsegmentator/example_ct.nii.gz", "totalsegmentator/spine_report/totalseg.nii.gz", "CT"),
                   ("tptbox_samples/sample_mri/sub-mri_label-6_T2w.nii.gz",
@@ -139,11 +138,11 @@ def _phantom_case(k: int):
     return f"heldout_{k:02d}_{preset}", generate_phantom(cfg), cfg
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _source(shared: Path, img_rel: str, vert_rel: str):
     """A hybrid source scan and its vertebra map, read once for all its cases."""
     from pipeline.io import read_image, same_grid
-    from pipeline.levels import read_vertebrae
+    from pipeline.io.vertebrae import read_vertebrae
 
     if not (shared / img_rel).exists():
         raise SystemExit(f"{shared / img_rel}: absent; --hybrid needs the team's ../shared/data (or --shared)")

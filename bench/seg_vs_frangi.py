@@ -14,16 +14,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from common import ROOT, git_rev, machine, update_doc
+from model_eval import CASES
 from scipy import ndimage
 from skimage.filters import frangi
 
-from common import ROOT, git_rev, machine, update_doc
-from model_eval import CASES
-
-from pipeline.inference import segment
+from pipeline.evaluation.metrics import cldice, dice
+from pipeline.inference.model import load_model
+from pipeline.inference.segmentation import segment
 from pipeline.synth import generate_phantom, preset_config
-from pipeline.train.metrics import cldice, dice
-from pipeline.train.model_io import load_model
 
 
 def vesselness(ph) -> tuple[np.ndarray, np.ndarray]:

@@ -18,10 +18,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from common import DOC, ROOT, git_rev, machine, update_doc
 
-from pipeline.inference import pick_device
+from pipeline.inference.predictor import pick_device
 from pipeline.train.config import load_config
 from pipeline.train.loop import train
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.io import read_image
 
 

@@ -9,9 +9,9 @@ import json
 import numpy as np
 
 from pipeline.cli import main
+from pipeline.evaluation.metrics import calibre_score
 from pipeline.io import write_image
 from pipeline.synth import PhantomConfig, generate_phantom, save_phantom
-from pipeline.train.metrics import calibre_score
 
 
 def test_calibre_score_counts_a_missed_pair_at_its_true_diameter(tmp_path):

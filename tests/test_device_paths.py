@@ -17,9 +17,9 @@ import time
 import pytest
 import torch
 
+from pipeline.inference.model import build_network
 from pipeline.train.config import load_config
 from pipeline.train.loop import _load, _save, _schedule
-from pipeline.train.model_io import build_network
 from tests.conftest import ROOT
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -149,7 +149,7 @@ def test_sigterm_to_plexus_train_nproc_reaches_torchrun_and_waits_for_it(tmp_pat
 
 # ------------------------------------------------------------------- the GPU-only lines, run on the CPU
 def test_inference_amp_dtype_on_a_gpu_with_and_without_bf16(monkeypatch):
-    from pipeline.inference import amp_dtype
+    from pipeline.inference.predictor import amp_dtype
 
     assert amp_dtype(torch.device("cpu")) is None
     for bf16, dtype in ((True, torch.bfloat16), (False, torch.float16)):
@@ -159,7 +159,7 @@ def test_inference_amp_dtype_on_a_gpu_with_and_without_bf16(monkeypatch):
 
 def test_predict_under_autocast_matches_full_precision(monkeypatch):
     """The autocast branch of ``predict`` (a GPU's), run on the CPU in bfloat16, with the flip TTA."""
-    from pipeline.inference import predict
+    from pipeline.inference.predictor import predict
 
     torch.manual_seed(0)
     model = build_network(load_config(SMOKE).model).eval()
@@ -181,7 +181,7 @@ def test_predict_under_autocast_matches_full_precision(monkeypatch):
 
 
 def test_flip_tta_mean_is_the_same_through_numpy_and_torch_flip():
-    from pipeline.inference import mean_with_mirrored
+    from pipeline.inference.predictor import mean_with_mirrored
 
     torch.manual_seed(0)
     p, m = torch.rand(1, 3, 5, 4, 6), torch.rand(1, 3, 5, 4, 6)
@@ -192,7 +192,7 @@ def test_flip_tta_mean_is_the_same_through_numpy_and_torch_flip():
 
 
 def test_gpu_stitching_asks_cuda_for_its_free_memory(monkeypatch):
-    from pipeline.inference import stitch_device
+    from pipeline.inference.predictor import stitch_device
 
     gpu, cpu, shape = torch.device("cuda"), torch.device("cpu"), (400, 400, 700)
     asked = []
@@ -249,7 +249,7 @@ def test_cuda_training_with_class_weights_stops_and_resumes(tmp_path):
 
 @cuda
 def test_cuda_prediction_matches_the_cpu_prediction():
-    from pipeline.inference import predict
+    from pipeline.inference.predictor import predict
 
     torch.manual_seed(0)
     model = build_network(load_config(SMOKE).model).eval()

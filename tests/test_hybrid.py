@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.io import read_image, reorient, write_image
-from pipeline.levels import read_vertebrae
+from pipeline.io.vertebrae import read_vertebrae
 from pipeline.synth import PhantomConfig, generate_phantom
 from pipeline.synth.canal import find_canal
 from pipeline.synth.hybrid import HybridConfig, generate_hybrid
@@ -187,7 +187,7 @@ def test_training_config_makes_hybrid_cases_once(tmp_path, host):
     assert set(np.unique(d["label"].numpy())) == {0, 1, 2}
     missing = load_config(cfg_path, [f"output.run_dir={tmp_path / 'run2'}",
                                      "data.hybrid=[{image: nowhere.nii.gz, vertebrae: vert.nii.gz, modality: CT}]"])
-    from pipeline.errors import InputError
+    from pipeline.core.errors import InputError
 
     with pytest.raises(InputError, match="nowhere.nii.gz.*no such file"):
         all_cases(missing)
@@ -199,7 +199,7 @@ def test_shipped_models_load_and_match_their_configs(name, config):
     preprocessing, training schedule): the models are reproducible from the repository."""
     import yaml
 
-    from pipeline.train.model_io import load_model
+    from pipeline.inference.model import load_model
 
     model, meta = load_model(ROOT / "models" / name)
     used = yaml.safe_load(meta["training"]["config"])

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.batch import discover
+from pipeline.batch.cases import discover
 from pipeline.cli import main
 from pipeline.io import read_image
 from tests.conftest import ROOT, shared
@@ -103,7 +103,7 @@ def test_missing_model_folder_is_a_clear_error(scans, tmp_path, capsys):
 def test_default_workers_none_on_cpu_and_one_per_three_spare_cores_on_gpu():
     import torch
 
-    from pipeline.batch import default_workers
+    from pipeline.batch.options import default_workers
 
     assert default_workers(torch.device("cpu"), cores=64) == 0
     gpu = torch.device("cuda")  # a device object only: nothing runs on it

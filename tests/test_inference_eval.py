@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.inference import pick_device, segment, stitch_device
+from pipeline.inference.model import load_model
+from pipeline.inference.predictor import pick_device, stitch_device
+from pipeline.inference.segmentation import segment
 from pipeline.io import reorient, write_image
 from pipeline.synth import PhantomConfig, generate_phantom, save_phantom
-from pipeline.train.model_io import load_model
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_flip_tta_is_the_mean_with_the_mirrored_prediction(smoke_model):
     mirror is a NumPy view, not a copy: checked against torch.flip)."""
     import torch
 
-    from pipeline.inference import predict
+    from pipeline.inference.predictor import predict
 
     model, meta = smoke_model
     x = torch.rand((1, 1, 23, 19, 29), generator=torch.Generator().manual_seed(5))
@@ -106,7 +107,7 @@ def test_flip_tta_is_the_mean_with_the_mirrored_prediction(smoke_model):
 def test_softmax_background_and_labels_in_slabs_equal_the_whole_volume_forms():
     import torch
 
-    from pipeline.inference import argmax_labels, background_and_labels, softmax_in_slabs
+    from pipeline.inference.predictor import argmax_labels, background_and_labels, softmax_in_slabs
 
     logits = torch.randn((1, 4, 13, 7, 11), generator=torch.Generator().manual_seed(2)) * 5
     ref = torch.softmax(logits, dim=1)

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.io import Volume, read_image, read_label_map, write_image
 from tests.conftest import shared, shared_slicer
 
@@ -169,7 +169,7 @@ def test_reorient_keeps_every_world_point(axcodes):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
 def test_fortran_order_copies_values_and_layout(dtype):
-    from pipeline.layout import fortran_order
+    from pipeline.core.layout import fortran_order
 
     rng = np.random.default_rng(3)
     c = (rng.random((301, 37, 157)) * 200).astype(dtype)  # over a megabyte: the tiled copy; no side a tile multiple

@@ -5,17 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.core.levels import NAME_TO_VERSE
 from pipeline.io import Volume, read_label_map, reorient
-from pipeline.levels import NAME_TO_VERSE
 from pipeline.postprocess.anatomy import CanalFrame, _axes
 from pipeline.postprocess.measure import MeasureOptions, measure
-from pipeline.postprocess.vertebrae import (
-    field_extent,
-    find_bodies,
-    name_bodies,
-    parse_anchor,
-    vertebra_map,
-)
+from pipeline.postprocess.vertebrae import field_extent, find_bodies, name_bodies, parse_anchor, vertebra_map
 from tests.conftest import SAMPLE_DATA
 
 
@@ -192,7 +186,7 @@ def test_cli_measure_with_bone_writes_the_vertebra_map(tmp_path, capsys):
 def test_real_ct_levels_from_the_sacrum_match_totalsegmentator():
     """A real lumbar CT (3 mm) with TotalSegmentator's vertebra labels: bodies found from the bone alone, named
     from the real sacrum, agree with TotalSegmentator's names for every whole vertebra (T12..S1)."""
-    from pipeline.levels import level_name, to_verse
+    from pipeline.core.levels import level_name, to_verse
     from pipeline.postprocess.anatomy import canal_frame
     from tests.conftest import shared
 
@@ -215,7 +209,8 @@ def test_real_ct_levels_from_the_sacrum_match_totalsegmentator():
 
 
 def test_vertebra_map_conventions_are_detected_and_converted(tmp_path):
-    from pipeline.levels import detect_convention, read_vertebrae, to_verse
+    from pipeline.core.levels import detect_convention, to_verse
+    from pipeline.io.vertebrae import read_vertebrae
 
     verse = read_label_map(SAMPLE_DATA / "ct_phantom" / "vertebrae.nii.gz")     # L3, L4, L5, S1
     a = verse.array

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
 from pipeline.io import Volume, reorient, write_image
 from pipeline.postprocess.clean import drop_far_from_bone
 from pipeline.postprocess.measure import COLUMNS, MeasureOptions, measure

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipeline.levels import NAME_TO_VERSE
+from pipeline.core.levels import NAME_TO_VERSE
 from pipeline.synth import PhantomConfig, generate_phantom, save_phantom
 from pipeline.synth.vessels import CHANNELS
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pipeline.io import Volume, reorient
-from pipeline.preprocess import PreprocessConfig, build_transform, guess_modality, invert, preprocess
-from pipeline.resample import resample
+from pipeline.preprocess.grid import resample
+from pipeline.preprocess.transform import PreprocessConfig, build_transform, guess_modality, invert, preprocess
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_inverse_from_the_box_alone_equals_the_zero_padded_grid(nearest):
     """:func:`invert` samples the crop box (plus a plane of zeros where it stops short of the grid's edge) and only
     the input voxels that can see it; the result equals resampling the whole grid with the box in zeros, for a
     body that reaches some edges of the field and not others, stored LPS on an anisotropic grid."""
-    from pipeline.resample import reoriented_affine
+    from pipeline.preprocess.grid import reoriented_affine
 
     arr = np.full((40, 36, 30), -1000.0, np.float32)
     arr[:25, 8:30, 12:] = 40.0  # reaches the first x and the last z edge

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
+from pipeline.core.levels import ORDER
 from pipeline.io import read_image, read_label_map
-from pipeline.levels import ORDER
 from tests.conftest import ROOT, SHARED_DATA
 
 # case id: (image, vertebra map or None, modality expected from the intensities)

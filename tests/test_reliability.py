@@ -10,22 +10,22 @@ import gzip
 import json
 import re
 import shutil
-from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.atomic import in_background
 from pipeline.cli import main
-from pipeline.errors import InputError
+from pipeline.core.atomic import in_background
+from pipeline.core.errors import InputError
+from pipeline.inference.model import load_model
 from pipeline.io import read_image
 from pipeline.train.config import load_config
-from pipeline.train.model_io import load_model
 from tests.conftest import ROOT
 from tests.dicom_fixture import write_series
 
@@ -114,7 +114,8 @@ def test_scan_without_a_spine_gives_an_empty_result_and_a_warning(tmp_path, capl
     rows = (out / "summary.csv").read_text().splitlines()
     assert rows[0].endswith(",status") and rows[1].startswith("air,NA,NA") and rows[1].endswith("no spine in view")
     assert json.loads((out / "run.json").read_text())["timings"]["air"]["status"] == "no spine in view"
-    assert "no spine in view" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "no spine in view" in page and "1 cases: 0 measured, 0 failed, 1 with no spine in view" in page
 
 
 # ----------------------------------------------------------------------------------------- models, configs
@@ -170,7 +171,7 @@ def test_output_folder_that_cannot_be_written_is_a_clear_error(scans, smoke_mode
 
 def test_disk_full_mid_write_keeps_nothing_partial_and_a_rerun_finishes(scans, smoke_model_dir, tmp_path,
                                                                        monkeypatch):
-    import pipeline.batch as batch
+    import pipeline.batch.case as batch
 
     real = batch.write_image
     calls = {"n": 0}

@@ -12,8 +12,8 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.export.cohort import case_values, cohort_section, outliers
+from pipeline.export.measure_case import measure_case
 from pipeline.export.report import build_report, case_flags
-from pipeline.measure_case import measure_case
 from tests.conftest import SAMPLE_DATA
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.batch import CaseInput, select_shard
+from pipeline.batch.cases import CaseInput, select_shard
 from pipeline.cli import main
+from pipeline.inference.model import load_model
 from pipeline.io import read_image
-from pipeline.train.model_io import load_model
 from tests.conftest import ROOT
 
 

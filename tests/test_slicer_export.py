@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.export.measure_case import measure_case
 from pipeline.io import read_image, reorient, write_image
-from pipeline.measure_case import measure_case
 from pipeline.synth import PhantomConfig, generate_phantom
 from tests.conftest import shared_slicer
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from pipeline.core.levels import VERSE_NAMES
+from pipeline.export.measure_case import measure_case
 from pipeline.export.slicer import CHANNEL_RGB, PLEXUS_RGB
-from pipeline.levels import VERSE_NAMES
-from pipeline.measure_case import measure_case
 from tests.conftest import SAMPLE_DATA
 
 slicer = pytest.importorskip("slicer", reason="slicer-core (3D Slicer's MRML readers) is not installed: "

@@ -13,10 +13,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.inference.crop import crop_box, embed, plexus_region, sub_volume
 from pipeline.io import Volume, read_image
 from pipeline.postprocess.vertebrae import NamedBodies, implausible, name_bodies
 from pipeline.spine import NO_SPINE, find_canal
-from pipeline.spine.roi import crop_box, embed, plexus_region, sub_volume
 from pipeline.synth.phantom import generate_phantom
 from pipeline.synth.save import preset_config
 
@@ -238,7 +238,7 @@ def test_canal_back_on_the_input_grid_equals_resampling_the_whole_grid(phantoms,
     onto the whole input grid (PIR: the input's axes are not the coarse grid's)."""
     from scipy import ndimage
 
-    from pipeline.resample import resample
+    from pipeline.preprocess.grid import resample
     from pipeline.spine.grid import coarse_spacing, to_coarse, to_input_grid
 
     vol = phantoms[name].image

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.errors import InputError
+from pipeline.core.errors import InputError
+from pipeline.inference.model import load_model
 from pipeline.train.config import load_config
 from pipeline.train.loop import train
-from pipeline.train.model_io import load_model
 from tests.conftest import ROOT
 
 SMOKE = ROOT / "configs" / "smoke.yaml"

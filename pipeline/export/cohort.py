@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ..levels import level_rank
+from ..core.levels import level_rank
 
 CHANNELS = ("anterior_left", "anterior_right", "posterior_left", "posterior_right")
 PAIRS = {"anterior": ("anterior_left", "anterior_right"), "posterior": ("posterior_left", "posterior_right")}

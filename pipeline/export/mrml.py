@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from ..atomic import write_text
+from ..core.atomic import write_text
 
 SCENE = "review.mrml"
 CURVES_DIR = "review"

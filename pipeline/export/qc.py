@@ -16,9 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..atomic import atomic_path  # noqa: E402
-from ..io import Volume, reorient  # noqa: E402
-from ..spine.roi import crop_box, sub_volume  # noqa: E402
+from ..core.atomic import atomic_path  # noqa: E402
+from ..core.levels import level_rank
+from ..core.volume import Volume, reorient  # noqa: E402
+from ..inference.crop import crop_box, sub_volume  # noqa: E402
 
 CHANNEL_COLOURS = {"anterior_left": "#d62728", "anterior_right": "#1f77b4", "posterior_left": "#ff7f0e",
                    "posterior_right": "#2ca02c", "transverse": "#7f7f7f"}
@@ -150,8 +151,6 @@ def _coronal(ax, arr, aff, m, centerlines) -> None:
 
 
 def _chart(ax, rows: list[dict]) -> None:
-    from ..levels import level_rank
-
     levels = sorted({r["level"] for r in rows}, key=level_rank)
     if len(levels) > 1 and "NA" in levels:  # points beyond the labelled vertebrae: not worth a row here
         levels.remove("NA")

@@ -8,16 +8,16 @@ table, the cohort pictures of :mod:`pipeline.export.cohort` (inline SVG; each ma
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
-from ..levels import level_rank
+from ..core.atomic import write_text
+from ..core.levels import level_rank
 from .cohort import cohort_section
+from .tables import read_calibre_csv
 
 CHANNELS = ("anterior_left", "anterior_right", "posterior_left", "posterior_right")
 WIDE_MM, NARROW_MM = 6.0, 1.0   # flag thresholds for a channel's median diameter at one level
@@ -43,10 +43,8 @@ def case_flags(rows: list[dict]) -> list[str]:
 
 
 def _read_rows(path: Path) -> list[dict]:
-    rows = list(csv.DictReader(open(path))) if path.exists() else []
-    for r in rows:
-        r["median_diameter_mm"] = float(r["median_diameter_mm"]) if r["median_diameter_mm"] else float("nan")
-    return rows
+    """A case's calibre rows; none for a case without ``calibre.csv`` (no spine in view, failed)."""
+    return read_calibre_csv(path) if path.exists() else []
 
 
 def _calibre_cell(rows: list[dict]) -> str:
@@ -92,7 +90,10 @@ def build_report(out_dir: str | Path, failures: dict[str, str] | None = None) ->
         f"<td data-v='{nflag}'>{flagtxt}</td><td data-v='{vol}'>{vol}</td><td>{cal}</td><td>{img}</td></tr>"
         for cid, status, nlev, m, nflag, cal, flagtxt, vol, img in trs)
     n_fail = sum(1 for t in trs if t[1] == "failed")
-    page = _PAGE.format(n=len(trs), ok=len(trs) - n_fail, failed=n_fail, rows=body, wide=WIDE_MM, narrow=NARROW_MM,
+    n_status = sum(1 for t in trs if t[1] not in ("ok", "failed"))  # no spine in view: a status, no plexus
+    others = f", {n_status} with no spine in view" if n_status else ""
+    page = _PAGE.format(n=len(trs), ok=len(trs) - n_fail - n_status, failed=f"{n_fail} failed{others}", rows=body,
+                        wide=WIDE_MM, narrow=NARROW_MM,
                         cohort=cohort)
     path = out / "report.html"
     write_text(path, page)
@@ -121,7 +122,7 @@ svg.cohort .mark {{ fill: #3b5bdb; fill-opacity: 0.75; stroke: #fff; }} svg.coho
 svg.cohort a:hover .mark {{ stroke: #000; stroke-width: 2; }}
 </style></head><body>
 <h1>plexus batch report</h1>
-<p>{n} cases: {ok} measured, {failed} failed. Median diameters in mm per level and channel (patient's sides).
+<p>{n} cases: {ok} measured, {failed}. Median diameters in mm per level and channel (patient's sides).
 Flags: missing (level, channel), wide (&gt; {wide} mm), narrow (&lt; {narrow} mm), cohort (far from the batch).
 Click a column header to sort.</p>
 {cohort}

@@ -14,10 +14,10 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from ..atomic import atomic_path, write_text
-from ..io import Volume
-from ..layout import fortran_order
-from ..levels import NA, VERSE_NAMES
+from ..core.atomic import atomic_path, write_text
+from ..core.layout import fortran_order
+from ..core.levels import NA, VERSE_NAMES
+from ..core.volume import Volume
 from ..postprocess.measure import MeasureResult
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse

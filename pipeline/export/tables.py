@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..atomic import write_text
+from ..core.atomic import write_text
 from ..postprocess.calibre import flag_names
 from ..postprocess.measure import COLUMNS, MeasureResult
 
@@ -44,6 +44,32 @@ def calibre_csv_text(rows: list[dict], *, first: dict | None = None, last: dict 
     for r in rows:
         w.writerow([first[k] for k in lead] + [_fmt(r[c]) for c in COLUMNS] + [last[k] for k in tail])
     return buf.getvalue()
+
+
+def read_calibre_csv(path: str | Path) -> list[dict]:
+    """The rows of a ``calibre.csv`` (or a phantom's ``truth_calibre.csv``), typed as :func:`calibre_csv_text` wrote
+    them.
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file.
+
+    Returns
+    -------
+    list of dict
+        One dict per row: ``level`` and ``channel`` as str, ``n_points`` as int, every other column as float in
+        its unit (mm, mm2, mm3, 1; NaN where the cell is empty).
+    """
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k, v in r.items():
+            if k == "n_points":
+                r[k] = int(v)
+            elif k not in ("level", "channel"):
+                r[k] = float(v) if v else float("nan")
+    return rows
 
 
 def schema_csv_text() -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial import cKDTree
 
-from ..levels import NA, level_name, level_rank
+from ..core.levels import NA, level_name, level_rank
 from .calibre import END, JUNCTION
 
 CHANNELS = ("anterior_left", "anterior_right", "posterior_left", "posterior_right")

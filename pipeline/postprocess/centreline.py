@@ -16,6 +16,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from skimage.morphology import skeletonize
 
+from .clean import distance_mm as edt_mm
+
 _OFFS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)])
 
 
@@ -202,8 +204,6 @@ def extract_centrelines(mask: np.ndarray, affine: np.ndarray, *, distance_mm: np
     if not mask.any():
         return CentrelineGraph([], np.zeros((0, 3)), np.zeros(0, dtype=int), np.zeros(0))
     if distance_mm is None:
-        from .clean import distance_mm as edt_mm
-
         distance_mm = edt_mm(mask, spacing=np.linalg.norm(affine[:3, :3], axis=0))
     skel = skeletonize(mask)
     coords = np.argwhere(skel)

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..errors import InputError
-from ..io import Volume, reorient, same_grid
-from ..levels import NA, detect_convention, level_rank, to_verse
+from ..core.errors import InputError
+from ..core.levels import NA, detect_convention, level_rank, to_verse
+from ..core.volume import Volume, reorient, same_grid
 from .anatomy import (
     CHANNELS,
     TRANSVERSE,
@@ -28,13 +28,7 @@ from .anatomy import (
 from .calibre import BORDER, EMPTY, END, JUNCTION, measure_calibre
 from .centreline import Branch, extract_centrelines
 from .clean import clean_mask, distance_mm, drop_far_from_bone
-from .vertebrae import (
-    field_extent,
-    find_bodies,
-    name_bodies,
-    parse_anchor,
-    vertebra_map,
-)
+from .vertebrae import field_extent, find_bodies, name_bodies, parse_anchor, vertebra_map
 
 BAD = JUNCTION | END | EMPTY | BORDER
 COLUMNS = ["level", "channel", "n_points", "length_mm", "median_diameter_mm", "mean_diameter_mm", "min_diameter_mm",
@@ -97,10 +91,36 @@ def _binary(mask: Volume, label: int, warnings: list[str]) -> np.ndarray:
 def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Volume | None = None,
             bone: Volume | None = None, options: MeasureOptions | None = None,
             canal: Volume | None = None) -> MeasureResult:
-    """Measure the plexus of ``mask`` (see the module docstring).
+    """Measure the plexus of ``mask`` (see the module docstring): centrelines, then calibre per vertebral level
+    and channel.
 
-    ``canal`` (the vertebral canal, mask grid): each level's canal cross-section (``canal_area_mm2``, the median
-    over 1 mm steps along the spine axis) and the share of it the plexus fills (``plexus_canal_fraction``).
+    Parameters
+    ----------
+    mask : Volume
+        (I, J, K) label map of the plexus (label ``options.label``), any storage order; RAS mm affine.
+    vertebrae : Volume, optional
+        (I, J, K) vertebra map on the mask's grid (any convention, see ``options.vertebrae_convention``): levels.
+    probabilities : Volume, optional
+        (I, J, K) float plexus probability in [0, 1] on the mask's grid: sub-voxel calibre.
+    bone : Volume, optional
+        (I, J, K) vertebral bone mask (> 0): without ``vertebrae``, the vertebrae are found and named from it.
+    options : MeasureOptions, optional
+        Window (mm), minimum volume (mm3), lumbar count, anchor...; default :class:`MeasureOptions`.
+    canal : Volume, optional
+        (I, J, K) vertebral canal (stage 1) on the mask's grid: each level's canal cross-section
+        (``canal_area_mm2``, the median over 1 mm steps along the spine axis) and the share of it the plexus fills
+        (``plexus_canal_fraction``).
+
+    Returns
+    -------
+    MeasureResult
+        ``rows``: one dict per (level, channel) with the :data:`COLUMNS` (lengths and diameters in mm, volume in
+        mm3, area in mm2); ``branches``: centrelines in RAS mm; ``summary``; ``warnings``.
+
+    Raises
+    ------
+    InputError
+        A map on another grid than the mask, a mask that is not a label map.
     """
     opt = options or MeasureOptions()
     t0 = time.perf_counter()

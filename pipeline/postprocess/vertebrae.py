@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from ..levels import NAME_TO_VERSE, ORDER
+from ..core.levels import NAME_TO_VERSE, ORDER
 from .anatomy import CanalFrame
 
 _CERVICAL_MAX_MM = 18.0   # cervical bodies are about 14 mm tall, lumbar ones 23-28 mm

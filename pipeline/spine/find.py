@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..io import Volume
+from ..core.volume import Volume
 from .candidates import ct_candidates, mr_candidates
 from .grid import CoarseGrid, coarse_spacing, to_coarse, to_input_grid
 from .track import Chain, best_chain, body_depth, body_midline, ct_wall, no_wall, star_mask
@@ -79,6 +79,7 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
     vol : Volume
         The scan (CT in HU, MR in any units), any storage order and voxel size.
     modality : {'CT', 'MR'}
+        The rules to look by (CT: bone enclosing the canal; MR: the bright tube of CSF).
     min_length_mm : float
         Shortest canal that counts as a spine in view, mm.
     min_coverage, min_score : float
@@ -87,6 +88,13 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
     Returns
     -------
     CanalResult
+        ``status`` ``'ok'`` with the (I, J, K) uint8 ``canal`` on ``vol``'s grid, its centreline (M, 3) in RAS mm
+        and cross-sections (M,) in mm^2; or ``'no spine in view'`` with the reason.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``modality`` or a ``min_length_mm`` that is not positive (naming the parameter).
     """
     if modality not in ("CT", "MR"):
         raise ValueError(f"modality: expected 'CT' or 'MR', got {modality!r}")

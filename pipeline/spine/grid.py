@@ -14,8 +14,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..io import Volume
-from ..resample import model_grid, orientation, reoriented_affine, resample
+from ..core.volume import Volume
+from ..preprocess.grid import model_grid, orientation, reoriented_affine, resample
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..levels import NAME_TO_VERSE, ORDER
+from ..core.levels import NAME_TO_VERSE, ORDER
 
 # name: body height H, body width W, body depth D, disc below, canal AP, canal width  (mm)
 # C1 (atlas) has no body and no disc below: H is the height of its ring, which the dens of C2 fills (see phantom).

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..levels import level_name, level_rank
+from ..core.levels import level_name, level_rank
 from .anatomy import MORPHOMETRY
 
 _STEP = 0.5          # mm, grid of the projected plane

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import make_interp_spline
 
-from ..io import Volume
+from ..core.volume import Volume
 from .anatomy import SpineAxis, Vertebra
 from .canal import CanalSection, find_canal
 from .phantom import Phantom, truth_calibre

@@ -18,17 +18,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ..io import Volume, reorient
+from ..core.levels import level_rank
+from ..core.volume import Volume, reorient
 from .anatomy import SpineAxis, Vertebra, level_span, make_vertebrae, superellipse
-from .vessels import (
-    CHANNELS,
-    Tube,
-    build_plexus,
-    canal_profile,
-    draw_diameters,
-    dura_geometry,
-    render_tubes,
-)
+from .vessels import CHANNELS, Tube, build_plexus, canal_profile, draw_diameters, dura_geometry, render_tubes
 
 # tissue codes of the internal label image
 AIR, FAT, SOFT, MUSCLE, CSF, CORD, DISC, CANC, CORT, POST, EPIFAT, ROOT = range(12)
@@ -245,8 +238,6 @@ def _atlas_axis(tis, vid, u, v, s, c1: Vertebra, c2: Vertebra, ap, cw) -> None:
 
 def _below(a: str, b: str) -> bool:
     """True when level ``a`` lies cranial to level ``b``."""
-    from ..levels import level_rank
-
     return level_rank(a) < level_rank(b)
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..atomic import write_text
-from ..io import write_image
+from ..core.atomic import write_text
+from ..io.write import write_image
 from .phantom import Phantom, PhantomConfig, config_dict, point_levels
 
 LEVEL_RULE = "a point takes the level of the vertebra whose body centre is nearest along the spine axis"

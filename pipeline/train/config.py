@@ -20,8 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import InputError
-from ..preprocess import PreprocessConfig
+from ..core.errors import InputError
+from ..inference.model import ModelConfig
+from ..preprocess.transform import PreprocessConfig
 
 
 class _Strict(BaseModel):
@@ -89,21 +90,6 @@ class AugmentConfig(_Strict):
     low_resolution: float = Field(0.15, ge=0, le=1)
 
 
-class ModelConfig(_Strict):
-    name: Literal["UNet", "DynUNet"] = "UNet"
-    channels: list[int] = [16, 32, 64, 128]
-    strides: list[int] = [2, 2, 2]
-    num_res_units: int = 1
-    dropout: float = Field(0.0, ge=0, lt=1)
-    init_from: Path | None = None    # warm start: a model folder with the same network (a training stage)
-
-    @model_validator(mode="after")
-    def _shape(self):
-        if len(self.strides) != len(self.channels) - 1:
-            raise ValueError(f"model.strides: need {len(self.channels) - 1} values for {len(self.channels)} channels")
-        return self
-
-
 class LossConfig(_Strict):
     dice_weight: float = 1.0
     ce_weight: float = 1.0
@@ -152,7 +138,7 @@ class TrainConfig(_Strict):
     """A whole training run."""
 
     data: DataConfig
-    preprocess: dict = PreprocessConfig().to_dict()   # the fields of pipeline.preprocess.PreprocessConfig
+    preprocess: dict = PreprocessConfig().to_dict()   # the fields of pipeline.preprocess.transform.PreprocessConfig
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
@@ -182,7 +168,20 @@ def _set(d: dict, dotted: str, value) -> None:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read, override and validate a training config; errors name the file and the key."""
+    """Read, override and validate a training config; errors name the file and the key.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file (see ``configs/``).
+    overrides : list of str, optional
+        ``dotted.key=value`` changes, the value parsed as YAML.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the key: an unknown or misspelled key, a value out of range.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such config file")

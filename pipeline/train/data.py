@@ -32,9 +32,14 @@ from monai.transforms import (
     RandSimulateLowResolutiond,
 )
 
-from ..errors import InputError
-from ..io import Volume, read_image, read_label_map, same_grid, write_image
-from ..preprocess import PreprocessConfig, build_transform, guess_modality
+from ..core.errors import InputError, UsageError
+from ..core.volume import Volume, same_grid
+from ..io.formats import read_image, read_label_map
+from ..io.vertebrae import read_vertebrae
+from ..io.write import write_image
+from ..preprocess.transform import PreprocessConfig, build_transform, guess_modality
+from ..synth import generate_phantom, preset_config, save_phantom
+from ..synth.hybrid import HybridConfig, generate_hybrid
 from .config import AugmentConfig, DataConfig, HybridSource, SyntheticSource, TrainConfig
 
 
@@ -52,8 +57,6 @@ class Case:
 
 def _save_case(ph, folder: Path) -> None:
     """A generated case, its class map (plexus 1, bone 2) and the ``.done`` mark that makes it reusable."""
-    from ..synth import save_phantom
-
     save_phantom(ph, folder)
     classes = np.where(ph.mask.array > 0, 1, np.where(ph.vertebrae.array > 0, 2, 0)).astype(np.uint8)
     write_image(ph.mask.with_array(classes), folder / "classes.nii.gz")
@@ -62,8 +65,6 @@ def _save_case(ph, folder: Path) -> None:
 
 def synthetic_cases(src: SyntheticSource, cache: Path) -> list[Case]:
     """Generate (once) the phantoms of ``src`` into ``cache`` and return them as cases."""
-    from ..synth import generate_phantom, preset_config
-
     cases = []
     for k in range(src.count):
         folder = cache / f"synth_{src.seed + k:06d}"
@@ -83,9 +84,6 @@ def synthetic_cases(src: SyntheticSource, cache: Path) -> list[Case]:
 
 def hybrid_cases(src: HybridSource, cache: Path) -> list[Case]:
     """Generate (once) ``src.count`` hybrid cases of a real scan into ``cache`` and return them as cases."""
-    from ..levels import read_vertebrae
-    from ..synth.hybrid import HybridConfig, generate_hybrid
-
     for path in (src.image, src.vertebrae):
         if not path.exists():
             raise InputError(path, "no such file (a data.hybrid source of the config)")
@@ -147,7 +145,7 @@ def all_cases(cfg: TrainConfig) -> list[Case]:
     for src in cfg.data.hybrid:
         cases += hybrid_cases(src, cfg.output.run_dir / "cache")
     if len(cases) < 2:
-        raise ValueError("data: need at least two labelled cases (one for validation)")
+        raise UsageError("data: need at least two labelled cases (one for validation)")
     return cases
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..core.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -74,7 +76,7 @@ def gather_objects(info: DistInfo, obj):
 def rank_sample_indices(step0: int, steps: int, batch: int, info: DistInfo) -> list[int]:
     """Sample indices of this rank for steps ``step0 .. steps - 1`` of a global batch ``batch``."""
     if batch % info.world:
-        raise ValueError(f"train.batch_size: the global batch {batch} must divide evenly over {info.world} processes")
+        raise UsageError(f"train.batch_size: the global batch {batch} must divide evenly over {info.world} processes")
     b = batch // info.world
     return [s * batch + info.rank * b + j for s in range(step0, steps) for j in range(b)]
 
@@ -88,7 +90,7 @@ def check_gpu_count(nproc: int) -> None:
     """One GPU per process on this node: a ValueError naming ``--nproc-per-node`` when there are fewer."""
     have = torch.cuda.device_count()
     if nproc > have:
-        raise ValueError(f"--nproc-per-node: {nproc} processes need {nproc} GPUs (one each) but this machine has "
+        raise UsageError(f"--nproc-per-node: {nproc} processes need {nproc} GPUs (one each) but this machine has "
                          f"{have} GPU(s); start at most {have}, or train on the CPU (--override train.device=cpu)")
 
 
@@ -98,7 +100,7 @@ def launch(nproc: int, train_args: list[str], *, device: str = "auto") -> int:
     ``device``: the config's ``train.device``; on CUDA (``auto`` with a GPU) the GPU count is checked first.
     """
     if nproc < 1:
-        raise ValueError(f"--nproc-per-node: expected 1 or more, got {nproc}")
+        raise UsageError(f"--nproc-per-node: expected 1 or more, got {nproc}")
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         check_gpu_count(nproc)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",

@@ -22,20 +22,14 @@ import numpy as np
 import torch
 import yaml
 
-from ..atomic import atomic_path, write_text
-from ..inference import pick_device
+from ..core.atomic import atomic_path, write_text
+from ..inference.model import build_network, load_model
+from ..inference.predictor import pick_device
 from .config import TrainConfig
 from .data import SampleStream, all_cases, augmentation, preprocess_case, split
-from .distributed import (
-    DistInfo,
-    barrier,
-    gather_objects,
-    init_distributed,
-    rank_sample_indices,
-    shutdown,
-)
-from .metrics import validate_case
-from .model_io import build_network, write_model_folder
+from .distributed import DistInfo, barrier, gather_objects, init_distributed, rank_sample_indices, shutdown
+from .model_folder import write_model_folder
+from .validate import validate_case
 
 log = logging.getLogger("plexus")
 
@@ -118,9 +112,26 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 
 def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = None,
           config_text: str | None = None) -> dict:
-    """Run (or resume) a training; return the final metrics. ``stop_after``: steps to run now, then stop.
+    """Run (or resume) a training and write its model folder at the end.
 
     Under torchrun (``WORLD_SIZE`` > 1) every rank runs this function; see :mod:`.distributed`.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The validated config (:func:`~pipeline.train.config.load_config`).
+    resume : bool
+        Continue from ``output.run_dir/last.pt``.
+    stop_after : int, optional
+        Steps to run now, then checkpoint and stop (resume later).
+    config_text : str, optional
+        The config file's text, stored in the model folder's ``metadata.json``.
+
+    Returns
+    -------
+    dict
+        ``step`` and the best validation metrics (``val_dice``, ``val_dice_bone``, ``val_cldice`` in [0, 1], and
+        ``val_calibre_mae`` in mm where phantom truth is known).
     """
     info, device = init_distributed(pick_device(cfg.train.device))
     try:
@@ -150,8 +161,6 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
     val = [(c, preprocess_case(c, cfg)) for c in val_cases[: cfg.train.val_cases][info.rank::info.world]]
     model = build_network(cfg.model).to(device)
     if cfg.model.init_from is not None and not (resume and (run / "last.pt").exists()):
-        from .model_io import load_model
-
         start, _ = load_model(cfg.model.init_from)   # checksum and architecture checked
         model.load_state_dict(start.state_dict())
         log.info("initialised from %s", cfg.model.init_from)

@@ -1,12 +1,12 @@
-"""Segmentation metrics (Dice, clDice, HD95, centreline precision/recall) and validation of one case."""
+"""Segmentation metrics (the one Dice, clDice, HD95, centreline precision/recall) and the calibre score against a
+phantom's truth: shared by ``plexus evaluate``, training validation and the demo."""
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
-import torch
 from skimage.morphology import skeletonize
+
+from ..export.tables import read_calibre_csv
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -55,11 +55,8 @@ def centreline_precision_recall(pred: np.ndarray, truth: np.ndarray, spacing, to
 def calibre_errors(rows: list[dict], truth_csv) -> list[float]:
     """Measured minus true median diameter for every (level, channel) of the truth (NaN where missing)."""
     got = {(r["level"], r["channel"]): r["median_diameter_mm"] for r in rows}
-    out = []
-    for r in csv.DictReader(open(truth_csv)):
-        v = got.get((r["level"], r["channel"]), float("nan"))
-        out.append(float(v) - float(r["median_diameter_mm"]))
-    return out
+    return [float(got.get((r["level"], r["channel"]), float("nan"))) - r["median_diameter_mm"]
+            for r in read_calibre_csv(truth_csv)]
 
 
 def calibre_score(rows: list[dict], truth_csv) -> dict:
@@ -83,37 +80,10 @@ def calibre_score(rows: list[dict], truth_csv) -> dict:
         ``missed`` and ``pairs`` (counts), ``errors_mm`` (measured minus true per truth row, NaN where missed).
     """
     errors = calibre_errors(rows, truth_csv)
-    true = [float(r["median_diameter_mm"]) for r in csv.DictReader(open(truth_csv))]
+    true = [r["median_diameter_mm"] for r in read_calibre_csv(truth_csv)]
     err = np.asarray(errors, dtype=np.float64)
     found = np.isfinite(err)
     absolute = np.where(found, np.abs(err), np.asarray(true, dtype=np.float64))
     return {"mae_mm": float(absolute.mean()) if len(err) else float("nan"),
             "mae_found_mm": float(np.abs(err[found]).mean()) if found.any() else float("nan"),
             "missed": int((~found).sum()), "pairs": len(err), "errors_mm": errors}
-
-
-@torch.no_grad()
-def predict(model, image: torch.Tensor, patch, overlap: float, device) -> np.ndarray:
-    """Class map (argmax) of a (1, X, Y, Z) image with Gaussian-blended sliding windows."""
-    from monai.inferers import sliding_window_inference
-
-    logits = sliding_window_inference(image[None].float().to(device), roi_size=patch, sw_batch_size=2,
-                                      predictor=model, overlap=overlap, mode="gaussian")
-    return logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
-
-
-def validate_case(model, case, item: dict, cfg, device) -> dict:
-    """Dice (plexus, bone), clDice and, with phantom truth, calibre MAE of one preprocessed case."""
-    from ..io import Volume
-    from ..postprocess.measure import measure
-
-    pred = predict(model, item["image"], cfg.train.patch_size, cfg.train.sw_overlap, device)
-    truth = item["label"][0].numpy()
-    out = {"val_dice": dice(pred == 1, truth == 1), "val_dice_bone": dice(pred == 2, truth == 2),
-           "val_cldice": cldice(pred == 1, truth == 1)}
-    if case.truth_dir is not None and "vertebrae" in item and (case.truth_dir / "truth_calibre.csv").exists():
-        aff = np.asarray(item["image"].affine, dtype=np.float64)
-        res = measure(Volume((pred == 1).astype(np.uint8), aff, {"warnings": [], "path": case.case_id}),
-                      vertebrae=Volume(item["vertebrae"][0].numpy().astype(np.int16), aff, {"warnings": []}))
-        out["val_calibre_mae"] = calibre_score(res.rows, case.truth_dir / "truth_calibre.csv")["mae_mm"]
-    return out

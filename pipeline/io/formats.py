@@ -1,16 +1,9 @@
-"""Read and write 3-D medical images as one in-memory type, :class:`Volume`.
-
-World frame
------------
-Every :class:`Volume` carries a 4x4 ``affine`` mapping a voxel index ``(i, j, k, 1)`` to a point in
-millimetres in the patient's **RAS+** frame (NIfTI convention: +x towards the patient's Right, +y Anterior,
-+z Superior). NRRD, MetaImage and DICOM store LPS; the conversion ``diag(-1, -1, 1)`` is applied here,
-once, when reading and writing those formats. ``array[i, j, k]`` is indexed in the same order as the affine.
+"""Read 3-D medical images into one in-memory type, :class:`~pipeline.core.volume.Volume` (RAS world frame).
 
 Formats: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``, Slicer ``.seg.nrrd``), MetaImage
 (``.mha``, ``.mhd``) and DICOM series (a folder, or one file of the series). The format is taken from the
-file's content, not its name. Every problem is raised as :class:`~pipeline.errors.InputError` naming the
-file.
+file's content, not its name. NRRD, MetaImage and DICOM store LPS; :data:`~pipeline.core.volume.LPS_TO_RAS` is
+applied here, once. Every problem is raised as :class:`~pipeline.core.errors.InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -19,62 +12,23 @@ import gzip
 import logging
 import warnings
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import InputError
-from .layout import fortran_order
+from ..core.errors import InputError
+from ..core.volume import LPS_TO_RAS, Volume
+from .checks import MAX_VOXELS, check_size, validate
+from .dicom import read_dicom_series
 
 log = logging.getLogger("plexus")
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
-MAX_VOXELS = 1_000_000_000  # refuse larger images before allocating (4 GB as float32)
-
-
-@dataclass
-class Volume:
-    """A 3-D image: ``array`` (I, J, K), ``affine`` (4, 4) voxel index -> RAS mm, and metadata.
-
-    ``meta`` holds ``path``, ``format``, ``modality`` (``"CT"``, ``"MR"`` or ``None``), ``warnings``
-    (list of str) and format-specific fields (``series_uid``, ``segments``...).
-    """
-
-    array: np.ndarray
-    affine: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.array.shape[:3])
-
-    @property
-    def spacing(self) -> np.ndarray:
-        """Voxel size along each array axis, mm, shape (3,)."""
-        return np.linalg.norm(self.affine[:3, :3], axis=0)
-
-    @property
-    def axcodes(self) -> tuple[str, str, str]:
-        """Anatomical direction each array axis points to, e.g. ``('L', 'P', 'S')``."""
-        return tuple(nib.aff2axcodes(self.affine))
-
-    @property
-    def path(self) -> str:
-        return str(self.meta.get("path", "<memory>"))
-
-    def with_array(self, array: np.ndarray, **meta: Any) -> "Volume":
-        """A new volume on the same grid holding ``array``."""
-        if array.shape[:3] != self.array.shape[:3]:
-            raise ValueError(f"array: shape {array.shape} does not match the grid {self.shape}")
-        return Volume(array, self.affine.copy(), {**self.meta, **meta})
 
 
 # ----------------------------------------------------------------------------------------------- sniffing
-def _sniff(path: Path) -> str:
+def sniff(path: Path) -> str:
     """Return the format of ``path`` from its first bytes: nifti, nrrd, metaimage or dicom."""
     with open(path, "rb") as fh:
         head = fh.read(352)
@@ -129,15 +83,25 @@ def read_image(path: str | Path, *, series: str | None = None, first_volume: boo
         For a 4-D image, use the first volume instead of refusing it.
     max_voxels : int
         Refuse images declaring more voxels than this, before allocating them.
+
+    Returns
+    -------
+    Volume
+        ``array`` (I, J, K) in the file's own storage order and values (CT in HU), ``affine`` (4, 4) voxel index ->
+        RAS mm, ``meta`` with ``path``, ``format``, ``modality`` and ``warnings``.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the problem: missing, empty, corrupt, unsupported, too large, 4-D without
+        ``first_volume``, a degenerate geometry.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or folder")
-    fmt = "dicom" if path.is_dir() else _sniff(path)
+    fmt = "dicom" if path.is_dir() else sniff(path)
     try:
         if fmt == "dicom":
-            from .dicom import read_dicom_series
-
             folder, only = (path, None) if path.is_dir() else (path.parent, path)
             vol = read_dicom_series(folder, series=series, only_file=only, max_voxels=max_voxels)
         else:
@@ -158,21 +122,13 @@ def read_image(path: str | Path, *, series: str | None = None, first_volume: boo
     return validate(vol, first_volume=first_volume)
 
 
-def _check_size(path: Path, shape: tuple[int, ...], max_voxels: int) -> None:
-    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
-    if n > max_voxels:
-        dims = "x".join(str(int(s)) for s in shape)
-        raise InputError(path, f"image declares {dims} = {n:.2e} voxels ({n * 4 / 2**30:.0f} GiB as float32),"
-                               f" over the limit of {max_voxels:.1e}; crop or downsample it first")
-
-
 def _read_nifti(path: Path, max_voxels: int) -> Volume:
     try:
         logging.getLogger("nibabel").setLevel(logging.ERROR)  # it "fixes" zero pixdim silently otherwise
         img = _load_nifti(path)
     except Exception as exc:  # nibabel raises many types for a broken header
         raise InputError(path, f"cannot read NIfTI header ({type(exc).__name__}: {exc})") from None
-    _check_size(path, img.shape, max_voxels)
+    check_size(path, img.shape, max_voxels)
     hdr = _raw_nifti_header(path)  # nibabel's loaded header has zero pixdim "fixed" to 1
     if hdr is not None and int(hdr["sform_code"]) == 0 and np.any(hdr["pixdim"][1:min(4, len(img.shape) + 1)] <= 0):
         raise InputError(path, f"zero or negative voxel spacing in the header (pixdim {hdr['pixdim'][1:4].tolist()})")
@@ -250,7 +206,7 @@ def _read_nrrd(path: Path, max_voxels: int) -> Volume:
         header = nrrd.read_header(str(path))
     except Exception as exc:
         raise InputError(path, f"cannot read NRRD header ({exc})") from None
-    _check_size(path, header.get("sizes", ()), max_voxels)
+    check_size(path, header.get("sizes", ()), max_voxels)
     aff, domain = _nrrd_affine(path, header)
     try:
         data, header = nrrd.read(str(path))
@@ -297,7 +253,7 @@ def _read_metaimage(path: Path, max_voxels: int) -> Volume:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise InputError(path, f"cannot read MetaImage header ({str(exc).strip().splitlines()[-1]})") from None
-    _check_size(path, reader.GetSize(), max_voxels)
+    check_size(path, reader.GetSize(), max_voxels)
     try:
         img = reader.Execute()
     except RuntimeError:
@@ -331,7 +287,7 @@ def _check_metaimage_header(path: Path, max_voxels: int) -> None:
         raise InputError(path, f"MetaImage DimSize is not a list of integers ({fields['DimSize']!r})") from None
     if len(dims) != ndims or min(dims) < 0:
         raise InputError(path, f"MetaImage DimSize {fields.get('DimSize')!r} is missing or negative")
-    _check_size(path, tuple(dims), max_voxels)
+    check_size(path, tuple(dims), max_voxels)
     data = fields.get("ElementDataFile", "")
     if data.upper() != "LOCAL":  # ITK crashes the interpreter on some unreadable data-file names
         if not data or not data.isprintable() or data.upper().startswith("LIST") or "%" in data:
@@ -357,132 +313,24 @@ def volume_from_sitk(img, path: Path | str) -> Volume:
     return Volume(data, LPS_TO_RAS @ aff, {"path": str(path), "format": "metaimage", "modality": None})
 
 
-def reorient(vol: Volume, axcodes: str = "RAS") -> Volume:
-    """The same image stored with array axes along ``axcodes`` (exact permutation/flip, same world points).
-
-    The nearest axcodes are used for oblique grids; ``reorient(vol)`` gives the closest RAS storage.
-    """
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(vol.affine),
-                                           nib.orientations.axcodes2ornt(tuple(axcodes)))
-    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
-        return vol
-    arr = np.ascontiguousarray(nib.orientations.apply_orientation(vol.array, ornt))
-    aff = vol.affine @ nib.orientations.inv_ornt_aff(ornt, vol.array.shape)
-    return Volume(arr, aff, dict(vol.meta))
-
-
-def same_grid(ref: Volume, other: Volume, what: str, ref_what: str = "mask") -> Volume:
-    """``other`` on ``ref``'s grid: as it is, or re-stored in ``ref``'s axis order when it holds the same voxels in
-    another storage order (an exact permutation/flip, as other tools write); any other grid is an error."""
-    if other.shape != ref.shape or not np.allclose(other.affine, ref.affine, atol=1e-3):
-        same = reorient(other, "".join(ref.axcodes))
-        if same.shape == ref.shape and np.allclose(same.affine, ref.affine, atol=1e-3):
-            return same
-        raise InputError(other.path, f"{what} grid differs from the {ref_what}'s (shape {other.shape} vs {ref.shape}, "
-                                     f"spacing {tuple(round(float(x), 3) for x in other.spacing)} vs {tuple(round(float(x), 3) for x in ref.spacing)}"
-                                     f"{', origin/direction differ' if other.shape == ref.shape else ''})")
-    return other
-
-
-# ------------------------------------------------------------------------------------------- validation
-def validate(vol: Volume, *, first_volume: bool = False) -> Volume:
-    """Check dimensions, geometry and values; raise :class:`InputError` naming the file on a problem."""
-    path, a = vol.path, vol.array
-    if a.size == 0 or 0 in a.shape:
-        raise InputError(path, f"image has a dimension of size 0 (shape {a.shape})")
-    if a.ndim == 4 and a.shape[3] == 1:
-        a = a[..., 0]
-    if a.ndim == 4:
-        if not first_volume:
-            raise InputError(path, f"4-D image with {a.shape[3]} volumes; pass --first-volume to use the first")
-        a = a[..., 0]
-        vol.meta["warnings"].append(f"{path}: 4-D image, using its first volume only")
-    if a.ndim < 3:
-        raise InputError(path, f"{a.ndim}-D image (shape {a.shape}); a 3-D volume is needed")
-    if a.ndim > 4:
-        raise InputError(path, f"{a.ndim}-D image (shape {a.shape}); a 3-D volume is needed")
-    if min(a.shape) < 2:
-        raise InputError(path, f"image has a single slice (shape {a.shape}); a 3-D volume is needed")
-    check_affine(vol.affine, path)
-    if a.dtype.kind == "f":
-        finite = np.isfinite(a)
-        n_bad = int(a.size - np.count_nonzero(finite))
-        if n_bad == a.size:
-            raise InputError(path, "every voxel is NaN or infinite")
-        if n_bad:
-            a = np.where(finite, a, np.min(a[finite])).astype(a.dtype)
-            vol.meta["warnings"].append(f"{path}: {n_bad} NaN/Inf voxels replaced by the minimum value")
-    vol.array = a
-    return vol
-
-
-def check_affine(affine: np.ndarray, path: str | Path = "<memory>") -> None:
-    """Raise :class:`InputError` for a non-finite, singular, zero-spacing or sheared affine."""
-    aff = np.asarray(affine, dtype=np.float64)
-    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
-        raise InputError(path, "affine is not a finite 4x4 matrix")
-    sp = np.linalg.norm(aff[:3, :3], axis=0)
-    if np.any(sp < 1e-6):
-        raise InputError(path, f"zero or negative voxel spacing {tuple(np.round(sp, 6))}")
-    if abs(np.linalg.det(aff[:3, :3])) < 1e-9 * np.prod(sp):
-        raise InputError(path, "affine is not invertible")
-    unit = aff[:3, :3] / sp
-    gram = unit.T @ unit - np.eye(3)
-    if np.max(np.abs(gram)) > 1e-3:
-        raise InputError(path, f"sheared affine (voxel axes not orthogonal, max |cos| = {np.max(np.abs(gram)):.3f})")
-
-
-# --------------------------------------------------------------------------------------------- writing
-def write_image(vol: Volume, path: str | Path, *, header: dict | None = None) -> Path:
-    """Write ``vol`` to ``path`` (format from the extension), atomically; return the path."""
-    path = Path(path)
-    name = path.name.lower()
-    with atomic_path(path) as tmp:
-        if name.endswith((".nii", ".nii.gz")):
-            _write_nifti(vol, tmp)
-        elif name.endswith((".nrrd", ".nhdr")):
-            _write_nrrd(vol, tmp, header or {})
-        elif name.endswith((".mha", ".mhd")):
-            _write_metaimage(vol, tmp)
-        else:
-            raise ValueError(f"path: cannot tell the format of {path} (use .nii.gz, .nrrd or .mha)")
-    return path
-
-
-def _write_nifti(vol: Volume, path: Path) -> None:
-    img = nib.Nifti1Image(fortran_order(vol.array), vol.affine)  # NIfTI is Fortran order: no slow transposing write
-    img.set_qform(vol.affine, code=1)
-    img.set_sform(vol.affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
-    if vol.meta.get("modality"):
-        img.header["descrip"] = f"plexus modality={vol.meta['modality']}".encode()[:79]
-    nib.save(img, str(path))
-
-
-def _write_nrrd(vol: Volume, path: Path, extra: dict) -> None:
-    import nrrd
-
-    lps = LPS_TO_RAS @ vol.affine
-    header = {"space": "left-posterior-superior", "space directions": lps[:3, :3].T,
-              "space origin": lps[:3, 3], "kinds": ["domain"] * 3, "encoding": "gzip"}
-    header.update(extra)
-    nrrd.write(str(path), fortran_order(vol.array), header, index_order="F", compression_level=1)
-
-
-def _write_metaimage(vol: Volume, path: Path) -> None:
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.transpose(fortran_order(vol.array), (2, 1, 0)))  # C order of (k, j, i)
-    lps = LPS_TO_RAS @ vol.affine
-    sp = np.linalg.norm(lps[:3, :3], axis=0)
-    img.SetSpacing(tuple(float(s) for s in sp))
-    img.SetDirection(tuple(float(v) for v in (lps[:3, :3] / sp).ravel()))
-    img.SetOrigin(tuple(float(v) for v in lps[:3, 3]))
-    sitk.WriteImage(img, str(path), useCompression=True)
-
-
 def read_label_map(path: str | Path, **kwargs: Any) -> Volume:
-    """Read an integer label map (float-stored maps with integral values are accepted)."""
+    """Read an integer label map (float-stored maps with integral values are accepted).
+
+    Parameters
+    ----------
+    path : str or Path
+        Any format :func:`read_image` reads; ``kwargs`` go to it.
+
+    Returns
+    -------
+    Volume
+        (I, J, K) uint16 labels (int32 above 65535) on the file's grid.
+
+    Raises
+    ------
+    InputError
+        Non-integer or negative labels, or anything :func:`read_image` refuses.
+    """
     vol = read_image(path, **kwargs)
     a = vol.array
     if a.dtype.kind == "f":

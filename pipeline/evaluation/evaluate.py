@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
-from ..errors import InputError
-from ..io import read_label_map
+from ..core.atomic import write_text
+from ..core.errors import InputError
+from ..export.tables import read_calibre_csv
+from ..io.formats import read_label_map
+from ..postprocess.measure import measure
 from .metrics import calibre_score, centreline_precision_recall, cldice, dice, hd95
 
 
@@ -40,9 +42,15 @@ def _pairs(pred_dir: Path, truth_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def evaluate(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path | None = None) -> dict:
-    """Evaluate every matched case; write the CSVs and summary into ``out_dir`` (default ``pred_dir``)."""
-    from ..postprocess.measure import measure
+    """Evaluate every matched case; write the CSVs and summary into ``out_dir`` (default ``pred_dir``).
 
+    Returns
+    -------
+    dict
+        ``summary`` (means over the cases: ``dice``, ``cldice`` in [0, 1], ``hd95_mm``, centreline precision and
+        recall, ``calibre_mae_mm``; counts ``calibre_missed``, ``calibre_pairs``, ``n_cases``) and ``cases`` (one
+        row per case).
+    """
     pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
     out_dir = Path(out_dir or pred_dir)
     cases, cal_rows = [], []
@@ -59,7 +67,7 @@ def evaluate(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path | 
         if vert.exists() and truth_csv.exists():
             res = measure(pv.with_array(pm.astype(np.uint8)), vertebrae=read_label_map(vert))
             score = calibre_score(res.rows, truth_csv)
-            truth_rows = list(csv.DictReader(open(truth_csv)))
+            truth_rows = read_calibre_csv(truth_csv)
             for tr, e in zip(truth_rows, score["errors_mm"]):
                 cal_rows.append({"case_id": cid, "level": tr["level"], "channel": tr["channel"], "error_mm": e,
                                  "missed": int(not np.isfinite(e))})
@@ -70,7 +78,8 @@ def evaluate(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path | 
     summary.update({k: int(sum(c[k] for c in cases)) for k in counts})
     summary["n_cases"] = len(cases)
     write_text(out_dir / "evaluation_cases.csv", _csv(cases))
-    write_text(out_dir / "evaluation_calibre.csv", _csv(cal_rows) if cal_rows else "case_id,level,channel,error_mm,missed\n")
+    write_text(out_dir / "evaluation_calibre.csv",
+               _csv(cal_rows) if cal_rows else "case_id,level,channel,error_mm,missed\n")
     write_text(out_dir / "evaluation_summary.json", json.dumps({"summary": summary, "cases": cases}, indent=2))
     return {"summary": summary, "cases": cases}
 

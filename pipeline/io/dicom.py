@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
+from ..core.volume import LPS_TO_RAS, Volume
+from .checks import check_size
 
 log = logging.getLogger("plexus")
 
@@ -71,8 +73,6 @@ def read_dicom_series(folder: Path, *, series: str | None = None, only_file: Pat
     only_file : Path, optional
         A file of the series the user pointed at: read that file's series.
     """
-    from .io import LPS_TO_RAS, Volume, _check_size
-
     folder = Path(folder)
     where = only_file or folder
     headers = _headers(folder)
@@ -126,7 +126,7 @@ def read_dicom_series(folder: Path, *, series: str | None = None, only_file: Pat
 
     first = items[0][1]
     rows, cols = int(first.Rows), int(first.Columns)
-    _check_size(where, (cols, rows, len(items)), max_voxels)
+    check_size(where, (cols, rows, len(items)), max_voxels)
     ps = list(_floats((items[0][0], first), "PixelSpacing", 2)) if "PixelSpacing" in first else [1.0, 1.0]
     if min(ps) <= 0:
         raise InputError(where, f"zero or negative PixelSpacing {ps}")

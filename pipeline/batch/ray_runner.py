@@ -7,7 +7,7 @@ read and the previous ones measured while the GPUs work. At most ``2 x actors + 
 bounds the memory of the object store.
 
 Batch safety is the local run's: the driver claims each case with the same atomic lock, ``finish`` writes the
-case folder atomically (the same :func:`pipeline.batch.finish_case`), finished cases are skipped, failures are
+case folder atomically (the same :func:`pipeline.batch.case.finish_case`), finished cases are skipped, failures are
 listed in ``run.json``. A worker process that dies (killed, out of memory, node lost) is handled by Ray: its
 task is retried (``max_retries``) and a dead actor restarted; a case whose task still fails is reported failed.
 The output folder must be on a file system every node sees (NFS, Lustre...).
@@ -19,37 +19,44 @@ import logging
 import time
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
+from ..core.errors import InputError, PlexusError
+from ..inference.model import load_model
+from ..inference.segmentation import prepare_in_canal, segment_in_canal
+from ..io.formats import read_image
+from .case import find_spine, finish_case, write_no_spine
+from .cases import CaseInput
+from .folder import Claim, finished
+from .options import InferOptions
+
 log = logging.getLogger("plexus")
 INSTALL_HINT = 'Ray is not installed: pip install -e ".[distributed]" (or pip install "ray>=2.9")'
 
 
-def _ray():
+def require_ray():
+    """The ``ray`` module; a :class:`~pipeline.core.errors.PlexusError` saying how to install it when it is missing."""
     try:
         import ray
     except ImportError:
-        from .errors import PlexusError
-
         raise PlexusError(INSTALL_HINT) from None
     return ray
 
 
-def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
-    """Process ``todo`` (list of :class:`pipeline.batch.CaseInput`) on Ray.
+def run_cases_ray(todo: list[CaseInput], out: Path, options: InferOptions, fail, done) -> None:
+    """Process ``todo`` on Ray.
 
     ``fail(case, exc)`` and ``done(case, timings)`` report each case to the batch record, as the local loop does.
     """
-    ray = _ray()
-    from tqdm import tqdm
-
-    from .batch import _Claim, finished, measure_options
-
+    ray = require_ray()
     started = not ray.is_initialized()
     if started:
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, **({} if args.address else {"num_cpus": args.ray_cpus}))
+        ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, **({} if options.address else {"num_cpus": options.ray_cpus}))
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    use_gpu = gpus > 0 and args.device != "cpu"
-    n_actors = args.ray_actors or max(1, gpus if use_gpu else 1)
+    use_gpu = gpus > 0 and options.device != "cpu"
+    n_actors = options.ray_actors or max(1, gpus if use_gpu else 1)
     read_task = ray.remote(num_cpus=1, max_retries=3)(_read)
     finish_task = ray.remote(num_cpus=1, max_retries=3)(_finish)
     # actors hold their CPUs for life: leave at least one CPU of the cluster to the read and finish tasks
@@ -57,8 +64,8 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
     actor_cpus = min(1.0, max(cpus - 1.0, 0.25) / n_actors)
     actor_cls = ray.remote(num_cpus=actor_cpus, num_gpus=1 if use_gpu else 0, max_restarts=3,
                            max_task_retries=3)(Segmenter)
-    actors = [actor_cls.remote(str(model_dir), "cuda" if use_gpu else "cpu", args.modality_name, args.tta,
-                               args.overlap, getattr(args, "crop_margin", 25.0), getattr(args, "canal_margin", 4.0))
+    actors = [actor_cls.remote(str(options.model), "cuda" if use_gpu else "cpu", options.modality_name, options.tta,
+                               options.overlap, options.crop_margin, options.canal_margin)
               for _ in range(n_actors)]
     log.info("Ray: %d segmenter actor(s) on %s; cluster %s", n_actors, "GPU" if use_gpu else "CPU",
              {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")})
@@ -70,16 +77,16 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
         while queue or inflight:
             while queue and len(inflight) < 2 * n_actors + 2:
                 case = queue.pop(0)
-                claim = _Claim(out, case.case_id)
-                if not claim.acquire() or (not (case.error or args.overwrite) and finished(out, case.case_id)):
+                claim = Claim(out, case.case_id)
+                if not claim.acquire() or (not (case.error or options.overwrite) and finished(out, case.case_id)):
                     claim.release()
                     log.info("%s: being processed or finished by another run, skipped", case.case_id)
                     bar.update(1)
                     continue
-                image = read_task.remote(case, args.series, getattr(args, "first_volume", False), args.modality_name)
+                image = read_task.remote(case, options.series, options.first_volume, options.modality_name)
                 seg = actors[k % n_actors].segment.remote(image)
                 k += 1
-                ref = finish_task.remote(case, image, seg, str(out), args.save_probabilities, measure_options(args))
+                ref = finish_task.remote(case, image, seg, str(out), options.save_probabilities, options.measure)
                 inflight[ref] = (case, claim, time.perf_counter())
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for ref in ready:
@@ -97,7 +104,7 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
                     claim.release()
                     bar.update(1)
     finally:
-        for case, claim, _ in inflight.values():
+        for _case, claim, _ in inflight.values():
             claim.release()
         bar.close()
         if started:  # a Ray instance this run started goes with it
@@ -106,10 +113,6 @@ def run_cases_ray(todo, out: Path, args, model_dir: Path, fail, done) -> None:
 
 def _read(case, series, first_volume: bool = False, modality: str | None = None):
     """Read a case and run stage 1 on it (a CPU task): ``(volume, CanalResult)``."""
-    from .batch import find_spine
-    from .errors import InputError
-    from .io import read_image
-
     if case.error:
         raise InputError(case.path, case.error)
     t0 = time.perf_counter()
@@ -119,8 +122,6 @@ def _read(case, series, first_volume: bool = False, modality: str | None = None)
 
 
 def _finish(case, read, seg, out: str, save_probabilities: bool, options) -> dict:
-    from .batch import finish_case, write_no_spine
-
     image, canal = read
     if seg is None:  # stage 1 found no spine: a status, not a failure
         return {"read_s": image.meta.get("read_s"), **write_no_spine(case, image, canal, Path(out))}
@@ -136,10 +137,6 @@ class Segmenter:
 
     def __init__(self, model_dir: str, device: str, modality: str | None, tta: bool, overlap: float | None,
                  crop_margin: float = 25.0, canal_margin: float = 4.0):
-        import torch
-
-        from .train.model_io import load_model
-
         self.device = torch.device(device)
         self.model, self.meta = load_model(model_dir, self.device)
         self.modality, self.tta, self.overlap = modality, tta, overlap
@@ -147,10 +144,6 @@ class Segmenter:
 
     def segment(self, read):
         """Stage 2 on the canal's crop; None when stage 1 found no spine."""
-        import numpy as np
-
-        from .inference import prepare_in_canal, segment_in_canal
-
         image, canal = read
         if not canal.found:
             return None
@@ -159,5 +152,5 @@ class Segmenter:
                                 crop_margin_mm=self.crop_margin)
         seg = segment_in_canal(image, self.model, self.meta, crop, device=self.device, tta=self.tta,
                                overlap=self.overlap, roi_mm=self.canal_margin)
-        return (seg.labels, seg.plexus, seg.modality, self.meta.get("name"),
+        return (seg.labels, seg.plexus, seg.modality, self.meta.name,
                 round(time.perf_counter() - t0, 3))

@@ -87,37 +87,3 @@ def to_verse(labels: np.ndarray, convention: str) -> np.ndarray:
     if 26 in np.unique(labels):  # a separate S1 label exists: keep the rest of the sacrum out
         lut[25] = 0
     return lut[labels]
-
-
-def read_vertebrae(path, convention: str = "auto"):
-    """A vertebra map in VerSe ids from a label map file of ``convention``, or from a folder of TotalSegmentator's
-    per-structure masks (``vertebrae_L3.nii.gz``, ``sacrum.nii.gz``... all on one grid).
-
-    Returns a :class:`pipeline.io.Volume` whose ``meta['convention']`` says what was read.
-    """
-    from pathlib import Path
-
-    from .errors import InputError
-    from .io import read_label_map
-
-    path = Path(path)
-    if path.is_dir():
-        masks = sorted(f for f in path.iterdir() if f.name.startswith(("vertebrae_", "sacrum.")))
-        if not masks:
-            raise InputError(path, "folder holds no TotalSegmentator vertebra masks (vertebrae_*.nii.gz, sacrum.nii.gz)")
-        out = None
-        names = {f.name.split(".")[0]: f for f in masks}
-        for stem, f in names.items():
-            level = stem.split("_", 1)[1] if stem.startswith("vertebrae_") else "S1"
-            if level not in NAME_TO_VERSE or (stem == "sacrum" and "vertebrae_S1" in names):
-                continue
-            m = read_label_map(f)
-            if out is None:
-                out, ref = np.zeros(m.shape, np.uint8), m
-            elif m.shape != ref.shape or not np.allclose(m.affine, ref.affine, atol=1e-3):
-                raise InputError(f, f"mask grid differs from {names[next(iter(names))].name}'s")
-            out[(m.array > 0) & (out == 0)] = NAME_TO_VERSE[level]
-        return ref.with_array(out, convention="totalsegmentator masks", path=str(path))
-    vol = read_label_map(path)
-    used = detect_convention(vol.array) if convention == "auto" else convention
-    return vol.with_array(to_verse(vol.array, used), convention=used)

@@ -8,17 +8,15 @@ summary of N shards equals that of one run over the same cases.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from .atomic import write_text
-from .errors import InputError
-from .export.report import build_report
-from .export.tables import calibre_csv_text
-from .postprocess.measure import COLUMNS
-
-DONE = ".complete"
+from ..core.atomic import write_text
+from ..core.errors import InputError
+from ..export.report import build_report
+from ..export.tables import calibre_csv_text, read_calibre_csv
+from ..postprocess.measure import COLUMNS
+from .folder import DONE
 
 
 def finished_cases(out: Path) -> list[Path]:
@@ -32,16 +30,12 @@ def write_summary_csv(out: Path) -> Path | None:
     for d in finished_cases(out):
         if not (d / "calibre.csv").exists():  # a case with a status and no plexus (no spine in view)
             status = json.loads((d / "measurements.json").read_text()).get("status", "no calibre")
-            head, rest = calibre_csv_text([_status_row()], first={"case_id": d.name}, last={"status": status}).split("\n", 1)
+            text = calibre_csv_text([_status_row()], first={"case_id": d.name}, last={"status": status})
+            head, rest = text.split("\n", 1)
             header = header or head
             body.append(rest)
             continue
-        rows = list(csv.DictReader(open(d / "calibre.csv")))
-        for r in rows:
-            for k, v in r.items():
-                if k not in ("level", "channel", "n_points"):
-                    r[k] = float(v) if v else float("nan")
-            r["n_points"] = int(r["n_points"])
+        rows = read_calibre_csv(d / "calibre.csv")
         head, rest = calibre_csv_text(rows, first={"case_id": d.name}, last={"status": "ok"}).split("\n", 1)
         header = header or head
         body.append(rest)

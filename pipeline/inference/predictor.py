@@ -1,21 +1,16 @@
-"""Segment a scan with a model folder: preprocess -> sliding-window network -> back onto the input grid.
-
-Everything comes from the model folder's ``metadata.json`` (spacing, orientation, intensity, patch size,
-classes); the output label map lies on exactly the input's grid and affine.
-"""
+"""The one sliding-window predictor: class probabilities of an image on the model grid (``plexus infer`` and
+training validation both call :func:`predict`), with the device, AMP, mirrored-pass and stitching helpers."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
-from .io import Volume
-from .preprocess import PreprocessConfig, Prepared, invert, preprocess
-from .spine import CanalResult
-from .spine.roi import crop_box, embed, plexus_region, sub_volume
+from ..core.errors import UsageError
+from .model import ModelMetadata
 
 log = logging.getLogger("plexus")
 
@@ -28,110 +23,12 @@ def pick_device(name: str = "auto") -> torch.device:
         log.info("no CUDA device found: running on the CPU")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device is available on this machine (use --device cpu or auto)")
+        raise UsageError(f"--device {name}: no CUDA device is available on this machine (use --device cpu or auto)")
     return torch.device(name)
 
 
-@dataclass
-class Segmentation:
-    """Result of :func:`segment` on the input grid: ``labels`` (I, J, K) uint8 (the most probable class) and
-    ``probabilities`` (C, I, J, K) float32: the foreground classes resampled linearly, the background (class 0)
-    what they leave, so 1 outside the body the model grid was cropped to."""
-
-    labels: Volume
-    probabilities: np.ndarray | None
-    modality: str
-    model_grid_shape: tuple[int, int, int]
-    plexus: np.ndarray | None = None  # (I, J, K) float32: the plexus probability alone (canal first)
-
-
 @torch.no_grad()
-def segment(vol: Volume, model: torch.nn.Module, meta: dict, *, device: torch.device | None = None,
-            modality: str | None = None, overlap: float | None = None, tta: bool | None = None,
-            keep_probabilities: bool = False, prepared: Prepared | None = None) -> Segmentation:
-    """Segment ``vol`` (see module docstring).
-
-    ``tta``: average with the left-right flipped prediction; ``None`` takes the model folder's default
-    (``metadata.json`` ``inference.tta``). ``overlap``: ``None`` takes the model's. ``prepared``: ``vol`` already
-    preprocessed with the model's settings (``plexus infer`` does it while the case before is on the network).
-    """
-    device = device or next(model.parameters()).device
-    prep = prepared or preprocess(vol, PreprocessConfig.from_dict(meta["preprocess"]), modality)
-    prob = predict(prep.image[None].float().to(device), model, meta, device=device, overlap=overlap, tta=tta)
-    prob = prob.cpu()
-    # back on the input grid: the foreground classes, and the background as what they leave (the classes sum to
-    # one), which spares a third of the resampling of a large scan
-    back = np.empty((prob.shape[1], *vol.shape), dtype=np.float32)
-    invert(prep, prob[0, 1:], nearest=False, out=back[1:])
-    del prob
-    return Segmentation(vol.with_array(background_and_labels(back), kind="segmentation"),
-                        back if keep_probabilities else None, prep.modality, tuple(prep.image.shape[1:]))
-
-
-@dataclass(frozen=True)
-class CanalCrop:
-    """Stage 2's input: the scan inside the box that follows the canal, put on the model grid.
-
-    ``box`` (input-grid slices) holds the canal grown by the crop margin; ``prepared`` is that sub-volume on the
-    model grid (what the network sees); ``canal`` is stage 1's result on the whole input grid.
-    """
-
-    canal: CanalResult
-    box: tuple[slice, slice, slice]
-    prepared: Prepared
-
-
-def prepare_in_canal(vol: Volume, canal: CanalResult, meta: dict, *, modality: str | None = None,
-                     crop_margin_mm: float = 25.0) -> CanalCrop:
-    """Crop ``vol`` to the canal grown by ``crop_margin_mm`` and preprocess the crop with the model's settings.
-
-    Parameters
-    ----------
-    vol : Volume
-        The whole scan.
-    canal : CanalResult
-        Stage 1 on ``vol`` (a spine must be in view).
-    meta : dict
-        The model folder's metadata (its ``preprocess`` settings).
-    crop_margin_mm : float
-        Context around the canal, mm: the vertebral bodies in front, the foramina and the laminae.
-    """
-    if not canal.found or canal.canal is None:
-        raise ValueError(f"canal: stage 1 found no spine in this scan ({canal.reason})")
-    box = crop_box(canal.canal, vol.affine, crop_margin_mm)
-    part = sub_volume(vol, box)
-    prep = preprocess(part, PreprocessConfig.from_dict(meta["preprocess"]), modality or canal.modality)
-    return CanalCrop(canal, box, prep)
-
-
-@torch.no_grad()
-def segment_in_canal(vol: Volume, model: torch.nn.Module, meta: dict, crop: CanalCrop, *,
-                     device: torch.device | None = None, overlap: float | None = None, tta: bool | None = None,
-                     roi_mm: float = 4.0) -> Segmentation:
-    """Stage 2: the network on the canal's crop (:func:`prepare_in_canal`), back on the whole input grid.
-
-    The labels and the plexus probability come back voxel for voxel on ``vol``'s grid (zeros outside the crop);
-    plexus is kept only within ``roi_mm`` of the canal (:func:`.spine.roi.plexus_region`): the internal vertebral
-    venous plexus is never outside the vertebral canal. The plexus probability is ``plexus`` (``probabilities``
-    is None: a whole-spine CT's background channel would be 600 MB of what the plexus leaves).
-    """
-    part = sub_volume(vol, crop.box)
-    seg = segment(part, model, meta, device=device, modality=crop.prepared.modality, overlap=overlap, tta=tta,
-                  keep_probabilities=True, prepared=crop.prepared)
-    # plexus only near the canal: everything outside the crop is background already, so the box is enough
-    outside = ~plexus_region(crop.canal.canal[crop.box], vol.spacing, roi_mm)
-    part_labels = seg.labels.array
-    part_labels[(part_labels == 1) & outside] = 0
-    part_prob = seg.probabilities[1]
-    part_prob[outside] = 0.0
-    labels = embed(part_labels, crop.box, vol.shape)
-    prob = embed(part_prob.astype(np.float32, copy=False), crop.box, vol.shape)
-    return Segmentation(vol.with_array(labels, kind="segmentation"), None, crop.prepared.modality,
-                        tuple(crop.prepared.image.shape[1:]), plexus=prob)
-
-
-@torch.no_grad()
-def predict(x: torch.Tensor, model: torch.nn.Module, meta: dict, *, device: torch.device,
+def predict(x: torch.Tensor, model: torch.nn.Module, meta: ModelMetadata | Mapping, *, device: torch.device,
             overlap: float | None = None, tta: bool | None = None, amp: torch.dtype | None | str = "auto",
             ) -> torch.Tensor:
     """Class probabilities of a preprocessed image: MONAI sliding windows with Gaussian blending, AMP on a GPU.
@@ -140,7 +37,13 @@ def predict(x: torch.Tensor, model: torch.nn.Module, meta: dict, *, device: torc
     ----------
     x : (1, 1, X, Y, Z) float tensor
         The image on the model grid, on ``device``.
-    overlap, tta : see :func:`segment`.
+    model : torch.nn.Module
+        The network: (N, 1, ...) image -> (N, C, ...) logits.
+    meta : ModelMetadata or dict
+        Its ``inference`` section (``patch_size`` voxels, ``overlap``, ``tta``) and ``outputs`` (``classes``).
+    device : torch.device
+        Where the windows run.
+    overlap, tta : see :func:`~pipeline.inference.segmentation.segment` (``None``: the model's).
     amp : torch.dtype, None or "auto"
         Autocast dtype of the network; ``"auto"``: :func:`amp_dtype` (a GPU's half precision, none on the CPU).
         The tests force ``torch.bfloat16`` on the CPU to run the GPU's autocast path.

@@ -3,7 +3,7 @@
 Forward: canonical orientation -> resampling to the model spacing -> intensity normalisation
 (CT: HU window to [0, 1]; MR: percentile range to [0, 1]) -> crop to the body (foreground) with a margin.
 Training runs it as MONAI dictionary transforms (:func:`build_transform`, labels resampled with the image);
-inference runs the same steps with the same grids on arrays (:func:`preprocess`, through :mod:`.resample`),
+inference runs the same steps with the same grids on arrays (:func:`preprocess`, through :mod:`.grid`),
 several times faster and lighter on a whole-body CT, and :func:`invert` maps anything computed on the model grid
 (probabilities, labels) back onto the input's own grid: same shape, same affine, voxel for voxel (labels
 nearest-neighbour, probabilities linear). A test holds the two paths to the same numbers.
@@ -26,8 +26,8 @@ from monai.transforms import (
     Spacingd,
 )
 
-from .io import Volume
-from .resample import model_grid, orientation, reachable_box, reoriented_affine, resample
+from ..core.volume import Volume
+from .grid import model_grid, orientation, reachable_box, reoriented_affine, resample
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class PreprocessConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessConfig":
+    def from_dict(cls, d: dict) -> PreprocessConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 

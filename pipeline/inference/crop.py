@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..io import Volume
+from ..core.volume import Volume
 
 
 def crop_box(canal: np.ndarray, affine: np.ndarray, margin_mm: float) -> tuple[slice, slice, slice]:

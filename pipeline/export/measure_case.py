@@ -8,14 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import in_background
-from .export.mrml import write_review_scene
-from .export.qc import qc_picture
-from .export.slicer import write_loader, write_markups, write_segmentation, write_vtp
-from .export.tables import centerlines_dict, write_measurement_files
-from .io import Volume, read_image, read_label_map, same_grid, write_image
-from .levels import read_vertebrae
-from .postprocess.measure import MeasureOptions, MeasureResult, measure
+from ..core.atomic import in_background
+from ..core.errors import InputError
+from ..core.volume import Volume, same_grid
+from ..io.formats import read_image, read_label_map
+from ..io.vertebrae import read_vertebrae
+from ..io.write import write_image
+from ..postprocess.measure import MeasureOptions, MeasureResult, measure
+from .mrml import write_review_scene
+from .qc import qc_picture
+from .slicer import write_loader, write_markups, write_segmentation, write_vtp
+from .tables import centerlines_dict, write_measurement_files
 
 log = logging.getLogger("plexus")
 
@@ -24,9 +27,26 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
                  vertebrae_path: str | Path | None = None, probabilities_path: str | Path | None = None,
                  bone_path: str | Path | None = None, bone_label: int | None = None,
                  options: MeasureOptions | None = None, first_volume: bool = False) -> MeasureResult:
-    """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir``.
+    """Read the files, measure ``mask_path`` and write every output of a case into ``out_dir`` (``plexus measure``).
 
-    ``first_volume``: a 4-D ``image_path`` gives its first volume (else it is refused, naming the flag).
+    Parameters
+    ----------
+    mask_path : str or Path
+        The plexus mask (any readable format; label ``options.label``).
+    out_dir : str or Path
+        Where ``calibre.csv``, ``centerlines.json``, ``measurements.json``, ``qc.png`` and the Slicer files go.
+    image_path, vertebrae_path, probabilities_path, bone_path : str or Path, optional
+        The scan (QC picture), a vertebra map (levels), a plexus probability map (sub-voxel calibre), a bone label
+        map (levels without a vertebra map; label ``bone_label``, default every label > 0), all on the mask's grid.
+    options : MeasureOptions, optional
+        See :func:`~pipeline.postprocess.measure.measure`.
+    first_volume : bool
+        A 4-D ``image_path`` gives its first volume (else it is refused, naming the flag).
+
+    Returns
+    -------
+    MeasureResult
+        As :func:`~pipeline.postprocess.measure.measure` returns it (diameters in mm).
     """
     mask = read_label_map(mask_path)
     options = options or MeasureOptions()
@@ -41,8 +61,6 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
         b = read_label_map(bone_path)
         bone = b.with_array(((b.array == bone_label) if bone_label is not None else (b.array > 0)).astype("uint8"))
     if image is not None and (image.shape != mask.shape):
-        from .errors import InputError
-
         raise InputError(image_path, f"image grid {image.shape} differs from the mask's {mask.shape}")
     return measure_volumes(mask, out_dir, image=image, vertebrae=vert, probabilities=prob, bone=bone,
                            options=options, title=Path(mask_path).name)
@@ -50,7 +68,8 @@ def measure_case(mask_path: str | Path, out_dir: str | Path, *, image_path: str 
 
 def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None = None, vertebrae: Volume | None = None,
                     probabilities: Volume | None = None, bone: Volume | None = None,
-                    options: MeasureOptions | None = None, title: str = "", canal: Volume | None = None) -> MeasureResult:
+                    options: MeasureOptions | None = None, title: str = "",
+                    canal: Volume | None = None) -> MeasureResult:
     """Measure ``mask`` and write every output of a case into ``out_dir``.
 
     ``calibre.csv`` (+ ``.schema.csv``), ``centerlines.json``, ``measurements.json``, ``qc.png`` and, for 3D Slicer,
@@ -77,7 +96,8 @@ def measure_volumes(mask: Volume, out_dir: str | Path, *, image: Volume | None =
                                 for b in centerlines_dict(result)["branches"]],
                    calibre_rows=result.rows, title=f"{title or mask.path}: plexus calibre"
                    f" ({result.summary.get('levels_source', '')})", canal=canal)
-    write_review_scene(out, image=image_path if image_path and Path(image_path).exists() else None)  # after the .seg.nrrd
+    # after the .seg.nrrd
+    write_review_scene(out, image=image_path if image_path and Path(image_path).exists() else None)
     for w in result.warnings:
         log.warning("warning: %s", w)
     return result

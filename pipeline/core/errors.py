@@ -1,10 +1,19 @@
-"""Errors the command line turns into one clear line and a non-zero exit code."""
+"""Errors the command line turns into one clear line and a non-zero exit code.
+
+A :class:`PlexusError` is a problem of the user's inputs, arguments or disk: ``plexus`` prints ``error: <message>``
+and exits with code 2. Any other exception is a bug in plexus: exit code 1, with its traceback.
+"""
 
 from __future__ import annotations
 
 
 class PlexusError(Exception):
     """Base class of every error plexus reports to a user."""
+
+
+class UsageError(PlexusError, ValueError):
+    """A command-line argument (or an option given to the API) no run can take; the message names it, e.g.
+    ``--workers: expected 0 or more, got -1``. Also a :class:`ValueError`: it is a bad value."""
 
 
 class InputError(PlexusError):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def _suffixes(path: Path) -> str:
@@ -52,21 +53,46 @@ def in_background(fn, *args) -> Iterator[None]:
 
     Leaving the block always waits for ``fn`` to end, even through Ctrl-C or SIGTERM, so that nothing still
     writes into a case folder that is about to be removed; then the block's exception, else ``fn``'s, is raised.
+    A block interrupted before the thread got going (a signal while it starts) makes ``fn`` not run at all.
     """
-    from concurrent.futures import ThreadPoolExecutor, wait
+    lock = threading.Lock()
+    state = {"cancelled": False, "running": False, "error": None}
+    done = threading.Event()
 
-    pool = ThreadPoolExecutor(1)
-    future = pool.submit(fn, *args)
+    def run() -> None:
+        try:
+            with lock:
+                if state["cancelled"]:
+                    return
+                state["running"] = True
+            fn(*args)
+        except BaseException as exc:  # raised in the caller's thread when the block is left
+            state["error"] = exc
+        finally:
+            done.set()
+
     try:
+        threading.Thread(target=run, name="plexus-background", daemon=True).start()
         yield
-    finally:
-        interrupted = None
-        while not future.done():
-            try:
-                wait([future])
-            except BaseException as exc:  # interrupted while waiting: finish waiting first, raise it after
-                interrupted = interrupted or exc
-        pool.shutdown()
-        if interrupted is not None:
-            raise interrupted
-    future.result()
+    except BaseException:
+        with lock:
+            state["cancelled"] = True
+            running = state["running"]
+        if running:
+            _wait(done)
+        raise
+    _wait(done)
+    if state["error"] is not None:
+        raise state["error"]
+
+
+def _wait(done: threading.Event) -> None:
+    """Wait for ``done``, through interruptions; the first interruption is raised once it is set."""
+    interrupted = None
+    while not done.is_set():
+        try:
+            done.wait()
+        except BaseException as exc:  # interrupted while waiting: finish waiting first, raise it after
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted

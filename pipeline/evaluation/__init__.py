@@ -1,0 +1,2 @@
+"""Accuracy against truth: the metrics (:mod:`.metrics`: Dice, clDice, HD95, centreline precision/recall, calibre
+score) and ``plexus evaluate`` (:mod:`.evaluate`)."""
