@@ -30,6 +30,7 @@ import numpy as np
 from common import ROOT, git_rev, machine, update_doc
 from model_eval import _phantom_case
 
+from pipeline.evaluation.canal import canal_centre_errors
 from pipeline.evaluation.metrics import dice
 from pipeline.inference.crop import crop_box, plexus_region
 from pipeline.inference.model import load_model
@@ -54,25 +55,6 @@ SCANS = [
 TOTALSEG_NAMES = {26: "S1", 27: "L5", 28: "L4", 29: "L3", 30: "L2", 31: "L1", 32: "T12", 33: "T11"}
 
 
-def centre_errors(result, ref: Volume) -> np.ndarray:
-    """Per axial slice of the reference: distance (mm) from the canal centre found to the reference's centroid."""
-    idx = np.argwhere(ref.array > 0)
-    world = idx @ ref.affine[:3, :3].T + ref.affine[:3, 3]
-    zs = np.unique(np.round(world[:, 2], 2))
-    step = max(float(np.median(np.diff(zs))) if len(zs) > 1 else 1.0, 1.0)
-    errs = []
-    for z in np.arange(world[:, 2].min(), world[:, 2].max() + 1e-6, step):
-        sel = np.abs(world[:, 2] - z) <= step / 2
-        if sel.sum() < 3:
-            continue
-        c = result.centreline
-        if not len(c) or np.abs(c[:, 2] - z).min() > 3.0:
-            errs.append(np.inf)
-            continue
-        errs.append(float(np.hypot(*(c[int(np.argmin(np.abs(c[:, 2] - z))), :2] - world[sel, :2].mean(0)))))
-    return np.array(errs)
-
-
 def stage1_table() -> list[str]:
     rows = ["| scan | modality | status | stage 1 (s) | reference slices found | centre error median / 90th / max (mm) |",
             "|---|---|---|---|---|---|"]
@@ -85,7 +67,7 @@ def stage1_table() -> list[str]:
         found = ""
         if ref is not None:
             r = nib.load(SHARED / ref)
-            errs = centre_errors(res, Volume(np.isin(np.asarray(r.dataobj), ids).astype(np.uint8), r.affine))
+            errs = canal_centre_errors(res.centreline, Volume(np.isin(np.asarray(r.dataobj), ids).astype(np.uint8), r.affine))
             fin = errs[np.isfinite(errs)]
             found = f"{len(fin)} / {len(errs)}"
             cell = (f"{np.median(fin):.1f} / {np.percentile(fin, 90):.1f} / {fin.max():.1f}" if len(fin) else "none")

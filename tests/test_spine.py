@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipeline.evaluation.canal import canal_centre_errors
 from pipeline.inference.crop import crop_box, embed, plexus_region, sub_volume
 from pipeline.io import Volume, read_image
 from pipeline.postprocess.vertebrae import NamedBodies, implausible, name_bodies
@@ -37,26 +38,6 @@ REAL = [
 WEAK = [("sct_testing_data/t2/t2.nii.gz", "sct_testing_data/t2/t2_seg-manual.nii.gz", (1,), "MR", 6.5)]
 
 
-def centre_errors(result, ref: Volume) -> np.ndarray:
-    """Per axial slice of the reference (RAS z), the distance (mm, in the slice) from the canal centre found to
-    the reference's centroid; inf where stage 1 has no centre at that height."""
-    idx = np.argwhere(ref.array > 0)
-    world = idx @ ref.affine[:3, :3].T + ref.affine[:3, 3]
-    step = max(float(np.median(np.diff(np.unique(np.round(world[:, 2], 2))))), 1.0)
-    errs = []
-    for z in np.arange(world[:, 2].min(), world[:, 2].max() + 1e-6, step):
-        sel = np.abs(world[:, 2] - z) <= step / 2
-        if sel.sum() < 3:
-            continue
-        c = result.centreline
-        near = np.abs(c[:, 2] - z)
-        if near.min() > 3.0:
-            errs.append(np.inf)
-            continue
-        errs.append(float(np.hypot(*(c[int(np.argmin(near)), :2] - world[sel, :2].mean(0)))))
-    return np.array(errs)
-
-
 @needs_data
 @pytest.mark.parametrize("scan,ref,ids,modality", REAL, ids=[r[0].split("/")[-1] for r in REAL])
 def test_canal_on_real_scans_matches_the_reference(scan, ref, ids, modality):
@@ -65,7 +46,7 @@ def test_canal_on_real_scans_matches_the_reference(scan, ref, ids, modality):
     assert result.found, result.reason
     r = nib.load(DATA / ref)
     ref_vol = Volume(np.isin(np.asarray(r.dataobj), ids).astype(np.uint8), r.affine)
-    errs = centre_errors(result, ref_vol)
+    errs = canal_centre_errors(result.centreline, ref_vol)
     assert len(errs) >= 10
     assert np.isfinite(errs).mean() >= 0.95  # found at almost every height the reference covers
     assert np.median(errs[np.isfinite(errs)]) <= 2.0
@@ -80,7 +61,7 @@ def test_canal_on_the_weak_real_scans_stays_in_the_sac(scan, ref, ids, modality,
     result = find_canal(read_image(DATA / scan), modality)
     assert result.found, result.reason
     r = nib.load(DATA / ref)
-    errs = centre_errors(result, Volume(np.isin(np.asarray(r.dataobj), ids).astype(np.uint8), r.affine))
+    errs = canal_centre_errors(result.centreline, Volume(np.isin(np.asarray(r.dataobj), ids).astype(np.uint8), r.affine))
     assert np.isfinite(errs).mean() >= 0.9 and errs[np.isfinite(errs)].max() <= bound
 
 
