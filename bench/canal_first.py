@@ -160,7 +160,8 @@ def main() -> None:
         "**Stage 1 on every real scan** (canal centre per axial slice against the reference's centre; the SCT and",
         "TotalSegmentator references are the cord, whose centre lies within a few mm of the canal's):", "", *s1, "",
         f"**What the shipped model marks, canal first** (`--canal-margin {args.canal_margin:g}`):", "", *inf, "",
-        f"**Held-out phantoms** (seeds 800000+, `{args.model.name}`):", "", *ph])
+        f"**Phantoms of the training generator, fresh seeds** (800000+, `{args.model.name}`; not independent: a",
+        "held-out seed of the generator the model learned is not a held-out source):", "", *ph])
     if not args.no_doc:
         key = "Canal first: stage 1 on real scans, plexus inside the canal, held-out phantoms"
         update_doc(key + ("" if args.canal_margin == 4.0 else f", margin {args.canal_margin:g} mm"), text)

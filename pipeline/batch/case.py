@@ -27,6 +27,7 @@ from ..io.write import write_image
 from ..postprocess.measure import MeasureOptions
 from ..preprocess.transform import guess_modality
 from ..spine import CanalResult, find_canal
+from ..spine.candidates import BONE_HU
 from .cases import CaseInput
 from .folder import DONE, owner_tag, publish
 from .options import InferOptions
@@ -117,13 +118,13 @@ def _write_case(case: CaseInput, image, labels, prob_plexus, modality, model_nam
 
 
 def _bone_for_levels(image, labels, canal, modality: str):
-    """The bone the levels are counted on: on CT the scan's own bone (over 180 HU) within 80 mm of the canal stage 1
+    """The bone the levels are counted on: on CT the scan's own bone (stage 1's threshold) within 80 mm of the canal
     found (the whole vertebral bodies, which the network's crop cuts); else the network's bone class."""
     if canal is None or modality != "CT":
         return labels.with_array((labels.array == 2).astype(np.uint8))
     box = crop_box(canal.canal, image.affine, 80.0)
     bone = np.zeros(image.shape, np.uint8)
-    bone[box] = np.asarray(image.array[box]) > 180.0
+    bone[box] = np.asarray(image.array[box]) > BONE_HU
     return labels.with_array(bone)
 
 

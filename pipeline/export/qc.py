@@ -29,10 +29,6 @@ def _box_of(a: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, sli
     return crop_box(a > 0, np.diag([*np.asarray(spacing, float), 1.0]), margin_mm)
 
 
-def _sub(vol: Volume, box) -> Volume:
-    return sub_volume(vol, box)
-
-
 def _crop_to(image: Volume, mask: Volume, margin_mm: float) -> tuple[Volume, Volume]:
     """Both volumes cropped to the mask's bounding box plus ``margin_mm`` (same grid required)."""
     if image.shape != mask.shape:
@@ -76,8 +72,8 @@ def qc_picture(image: Volume, path: str | Path, *, mask: Volume | None = None, c
     """
     if canal is not None and np.any(canal.array):  # the spine, not the whole field of view
         box = _box_of(canal.array, canal.spacing, 35.0)
-        image, canal = _sub(image, box), _sub(canal, box)
-        mask = _sub(mask, box) if mask is not None else None
+        image, canal = sub_volume(image, box), sub_volume(canal, box)
+        mask = sub_volume(mask, box) if mask is not None else None
     elif mask is not None and np.any(mask.array):
         image, mask = _crop_to(image, mask, margin_mm=35.0)
     ras = reorient(image)

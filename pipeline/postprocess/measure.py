@@ -171,7 +171,7 @@ def measure(mask: Volume, *, vertebrae: Volume | None = None, probabilities: Vol
     # the vertebral levels are found beside the calibre: neither needs the other, and both spend most of their time
     # in compiled code that releases the GIL
     frame = _canal_frame_of(graph.branches)
-    spine_axis = _frame_of_canal(canal) if canal is not None else None  # stage 1's canal: levels follow it
+    spine_axis = _frame_through_canal(canal) if canal is not None else None  # stage 1's canal: levels follow it
     if frame is None and spine_axis is not None:
         frame = spine_axis
         warnings.append(f"{mask.path}: too little plexus to follow; channels are taken around the canal stage 1 found")
@@ -251,7 +251,7 @@ def _add_canal_columns(rows: list[dict], canal: Volume, plexus: np.ndarray, fram
         r["canal_area_mm2"], r["plexus_canal_fraction"] = table.get(r["level"], (float("nan"), float("nan")))
 
 
-def _frame_of_canal(canal: Volume, max_points: int = 200_000):
+def _frame_through_canal(canal: Volume, max_points: int = 200_000):
     """The canal frame (:func:`.anatomy.canal_frame`) through the voxels of the vertebral canal (stage 1)."""
     idx = np.argwhere(canal.array > 0)
     if len(idx) == 0:

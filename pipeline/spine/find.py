@@ -18,7 +18,7 @@ import numpy as np
 from ..core.volume import Volume
 from .candidates import ct_candidates, mr_candidates
 from .grid import CoarseGrid, coarse_spacing, to_coarse, to_input_grid
-from .track import Chain, best_chain, body_depth, body_midline, ct_wall, no_wall, star_mask
+from .track import Chain, best_chain, body_depth, body_midline, ct_wall, disc_mask, star_mask
 
 log = logging.getLogger("plexus")
 
@@ -116,7 +116,7 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
     # CT: out to the bony wall; MR: a circle of an adult canal's half-width around the centre found (the MR wall
     # is not detected: cortex, ligament and CSF are all dark on T1)
     mask = star_mask(grid.array, chain, grid.spacing, wall=ct_wall) if modality == "CT" else \
-        star_mask(grid.array, chain, grid.spacing, wall=no_wall, default_mm=MR_CANAL_RADIUS_MM)
+        disc_mask(grid.array.shape, chain, grid.spacing, MR_CANAL_RADIUS_MM)
     canal = to_input_grid(mask, grid, vol)
     centre = grid.world(np.column_stack([chain.centres, chain.slices]))
     area = mask[:, :, chain.slices].sum(axis=(0, 1)) * grid.spacing ** 2

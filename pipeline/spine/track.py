@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .candidates import Candidate
+from .candidates import BONE_HU, Candidate
 
 
 @dataclass(frozen=True)
@@ -129,20 +129,6 @@ def body_depth(body: np.ndarray) -> np.ndarray:
     return out
 
 
-def chain_mask(chain: Chain, shape: tuple[int, int, int]) -> np.ndarray:
-    """(X, Y, Z) bool: each member's pixels, and in the slices between members the nearer member's outline
-    moved to the interpolated centre."""
-    mask = np.zeros(shape, bool)
-    ks = np.array([m.k for m in chain.members])
-    for k, centre in zip(chain.slices, chain.centres, strict=True):
-        j = int(np.argmin(np.abs(ks - k)))
-        m = chain.members[j]
-        px = m.pixels if m.k == k else np.rint(m.pixels + (centre - m.centre)).astype(int)
-        ok = np.all((px >= 0) & (px < shape[:2]), axis=1)
-        mask[px[ok, 0], px[ok, 1], k] = True
-    return mask
-
-
 def body_midline(body: np.ndarray) -> np.ndarray:
     """(Z,) the left-right middle (voxel x) of the body in each axial slice of a (X, Y, Z) bool mask: the mean x
     of its voxels, NaN in a slice without body. The canal lies in the midline of the trunk and neck."""
@@ -186,7 +172,7 @@ def star_mask(grid_array: np.ndarray, chain: Chain, spacing: float, *, wall, max
     return mask
 
 
-def ct_wall(vals: np.ndarray, spacing: float, *, cortex_hu: float = 350.0, bone_hu: float = 180.0,
+def ct_wall(vals: np.ndarray, spacing: float, *, cortex_hu: float = 350.0, bone_hu: float = BONE_HU,
             thick_mm: float = 3.0) -> np.ndarray:
     """(D, S) bool along rays sampled every half voxel: cortical bone, or bone over ``thick_mm`` thick."""
     bone = np.nan_to_num(vals, nan=0.0) > bone_hu
@@ -198,6 +184,11 @@ def ct_wall(vals: np.ndarray, spacing: float, *, cortex_hu: float = 350.0, bone_
     return (np.nan_to_num(vals, nan=0.0) > cortex_hu) | run
 
 
-def no_wall(vals: np.ndarray, spacing: float) -> np.ndarray:
-    """MR: no intensity means cortical bone on every sequence, so no ray stops (the canal is a circle)."""
-    return np.zeros(vals.shape, bool)
+def disc_mask(shape: tuple[int, int, int], chain: Chain, spacing: float, radius_mm: float) -> np.ndarray:
+    """(X, Y, Z) bool: a disc of ``radius_mm`` around the chain's centre in each of its slices (MR: no intensity
+    means cortex on every sequence, so the canal's outline is an adult canal's half-width around its centre)."""
+    mask = np.zeros(shape, bool)
+    gx, gy = np.mgrid[0:shape[0], 0:shape[1]]
+    for k, c in zip(chain.slices, chain.centres, strict=True):
+        mask[:, :, k] = np.hypot(gx - c[0], gy - c[1]) * spacing <= radius_mm
+    return mask
