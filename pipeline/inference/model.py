@@ -112,6 +112,7 @@ class ModelMetadata(BaseModel):
     network: dict                      # ModelConfig fields and out_channels
     inference: InferenceSettings
     training: dict = {}
+    training_scans: list[str] = []     # ids of configs/real_scans.yaml whose image or labels the model saw in training
     weights: WeightsFile
     _preprocess: PreprocessConfig | None = PrivateAttr(default=None)
 
