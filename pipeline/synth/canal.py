@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..core.levels import level_name, level_rank
+from ..core.levels import NAME_TO_VERSE, level_name, level_rank
 from .anatomy import MORPHOMETRY
 
 _STEP = 0.5          # mm, grid of the projected plane
@@ -159,3 +159,139 @@ def _section(vid: int, proj: np.ndarray, centre, t, a, left, d: np.ndarray, s_vo
     bd = float(np.ptp(np.percentile(v_vox[body], [0.5, 99.5])))
     return CanalSection(name, vid, canal, body_centre, t, a, float(width), float(ap), float(s_hi - s_lo), bw, bd,
                         (float(s_lo), float(s_hi)), found)
+
+
+_NAMES = [n for n in MORPHOMETRY if n != "L6"]   # C1 .. S1, cranial to caudal (no T13, no L6)
+
+
+def sections_from_centreline(centreline: np.ndarray, *, anchor: tuple[str, np.ndarray] | None = None,
+                             top_level: str = "C3", canal: np.ndarray | None = None,
+                             affine: np.ndarray | None = None) -> list[CanalSection]:
+    """The canal at every vertebra along a canal centre line with no vertebra map (stage 1's, or a reference's).
+
+    Vertebrae are laid along the line a published body height and disc apart (:data:`.anatomy.MORPHOMETRY`),
+    named from ``anchor`` (a level whose body centre lies at that point's height on the line; e.g. SCT's
+    vertebral labels) or else with ``top_level`` at the line's cranial end. The anterior direction is the scanner's
+    (RAS +y, patients lie supine) across the line. Canal width and depth are measured on ``canal`` (a CT canal
+    out to its bony wall) within +-30 % of the level's published mean, else published (``found_by`` says which);
+    the body (not in any map) is the published one, in front of the canal.
+
+    Parameters
+    ----------
+    centreline : (M, 3) float ndarray
+        Canal centre points, RAS mm, in order along the canal (either way).
+    anchor : (str, (3,) float ndarray), optional
+        A level name and a point at the height of its body centre.
+    top_level : str
+        Without ``anchor``: the level of the cranial-most vertebra.
+    canal, affine : (I, J, K) ndarray and (4, 4) ndarray, optional
+        A canal mask and its voxel -> RAS affine, to measure the canal's size.
+
+    Returns
+    -------
+    list of CanalSection
+        Cranial to caudal; ``ValueError`` when the line holds fewer than two vertebrae.
+    """
+    c = np.asarray(centreline, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != 3 or len(c) < 2:
+        raise ValueError(f"centreline: expected (M, 3) points with M >= 2, got shape {c.shape}")
+    if c[0, 2] < c[-1, 2]:
+        c = c[::-1]                                  # cranial first
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(c, axis=0), axis=1))])
+    s = np.arange(0.0, arc[-1] + 0.5, 1.0)
+    line = ndimage.gaussian_filter1d(np.stack([np.interp(s, arc, c[:, d]) for d in range(3)], 1), 4.0, axis=0,
+                                     mode="nearest")
+    name = top_level if anchor is None else anchor[0]
+    if name not in _NAMES:
+        raise ValueError(f"{'anchor' if anchor is not None else 'top_level'}: unknown level {name!r}")
+    k0 = _NAMES.index(name)
+    if anchor is not None:  # the line's point at the anchor's height
+        centres = {k0: float(s[np.argmin(np.abs(line[:, 2] - float(np.asarray(anchor[1])[2])))])}
+    else:
+        centres = {k0: MORPHOMETRY[name][0] / 2}
+    for k in range(k0 + 1, len(_NAMES)):             # caudal
+        prev = MORPHOMETRY[_NAMES[k - 1]]
+        centres[k] = centres[k - 1] + prev[0] / 2 + prev[3] + MORPHOMETRY[_NAMES[k]][0] / 2
+    for k in range(k0 - 1, -1, -1):                  # cranial
+        own = MORPHOMETRY[_NAMES[k]]
+        centres[k] = centres[k + 1] - MORPHOMETRY[_NAMES[k + 1]][0] / 2 - own[3] - own[0] / 2
+    keep = sorted(k for k, sc in centres.items() if 0.0 <= sc <= s[-1])
+    if len(keep) < 2:
+        raise ValueError(f"centreline: {s[-1]:.0f} mm of canal hold {len(keep)} vertebra(e); need at least two")
+    pts = None
+    if canal is not None and affine is not None:
+        pts = np.argwhere(np.asarray(canal) > 0) @ affine[:3, :3].T + affine[:3, 3]
+    tan = np.gradient(line, axis=0)
+    out = []
+    for k in keep:
+        nm = _NAMES[k]
+        H, W, D, _, ap, cw = MORPHOMETRY[nm]
+        i = int(np.clip(np.searchsorted(s, centres[k]), 0, len(s) - 1))
+        t, a, left = _frame(tan[i], np.array([0.0, 1.0, 0.0]))
+        width, depth, found = float(cw), float(ap), "stage 1, published size"
+        if pts is not None:
+            d = pts - line[i]
+            near = (np.abs(d @ t) <= 1.5) & (np.linalg.norm(d, axis=1) <= 25.0)
+            if near.sum() >= 10:
+                step = float(np.abs(affine[:3, :3]).sum(0).min())
+                w0, a0 = (float(np.ptp(np.percentile(d[near] @ e, [1, 99]))) + step for e in (left, a))
+                width, depth = (float(np.clip(x, (1 - _CLAMP) * m, (1 + _CLAMP) * m)) for x, m in ((w0, cw), (a0, ap)))
+                found = "stage 1" if (width, depth) == (w0, a0) else "stage 1, size clamped"
+        body_centre = line[i] + (depth / 2 + D / 2) * a
+        out.append(CanalSection(nm, NAME_TO_VERSE[nm], line[i].copy(), body_centre, t, a, width, depth, float(H),
+                                float(W), float(D), (-H / 2, H / 2), found))
+    return out
+
+
+def _height_axis(affine: np.ndarray) -> int:
+    """The voxel axis closest to the world's superior direction."""
+    return int(np.argmax(np.abs(affine[2, :3]) / np.linalg.norm(affine[:3, :3], axis=0)))
+
+
+def sct_anchor(image_path, affine: np.ndarray, shape) -> tuple[str, np.ndarray] | None:
+    """A named level from the Spinal Cord Toolbox files shipped beside ``image_path``, if any.
+
+    ``labels.nii.gz`` (SCT vertebral labels: value n at the mid-body of the n-th vertebra from C1, n = 1-24 as
+    VerSe ids) gives the cranial-most label; else ``init_label_vertebrae.txt`` (``-initz z,n``: slice ``z``, counted
+    from the inferior end, holds the disc above vertebra n) gives vertebra n half a body and disc below the disc.
+    Returns ``(name, point RAS mm)`` or None.
+    """
+    from pathlib import Path
+
+    import nibabel as nib
+
+    folder = Path(image_path).parent
+    if (folder / "labels.nii.gz").exists():
+        lab = nib.load(folder / "labels.nii.gz")
+        arr = np.asarray(lab.dataobj)
+        ids = [int(i) for i in np.unique(arr) if 0 < i <= 24]
+        if ids:
+            ijk = np.argwhere(arr == ids[0]).mean(0)
+            return level_name(ids[0]), lab.affine[:3, :3] @ ijk + lab.affine[:3, 3]
+    txt = folder / "init_label_vertebrae.txt"
+    if txt.exists() and "-initz" in txt.read_text():
+        z, n = (int(x) for x in txt.read_text().split("-initz")[1].split()[0].split(","))
+        ax = _height_axis(affine)
+        ijk = (np.asarray(shape, float) - 1) / 2
+        ijk[ax] = z if affine[2, ax] > 0 else shape[ax] - 1 - z
+        name = level_name(n)
+        if name == "NA":
+            return None
+        H, _, _, _, _, _ = MORPHOMETRY.get(name, MORPHOMETRY["C3"])
+        disc = MORPHOMETRY.get(level_name(n - 1), MORPHOMETRY["C3"])[3]
+        return name, affine[:3, :3] @ ijk + affine[:3, 3] - np.array([0.0, 0.0, H / 2 + disc / 2])
+    return None
+
+
+def label_centreline(labels: np.ndarray, affine: np.ndarray, ids) -> np.ndarray:
+    """(M, 3) RAS mm: the centroid of ``labels`` in ``ids`` on each slice across the height axis that holds any."""
+    m = np.isin(labels, list(ids))
+    ax = _height_axis(affine)
+    pts = []
+    for k in range(m.shape[ax]):
+        sl = np.take(m, k, axis=ax)
+        if sl.sum() >= 3:
+            c = list(np.argwhere(sl).mean(0))
+            c.insert(ax, float(k))
+            pts.append(affine[:3, :3] @ np.array(c) + affine[:3, 3])
+    return np.array(pts).reshape(-1, 3)

@@ -13,6 +13,13 @@ Enhancement: CT veins take a venous-phase value (120-230 HU, as the phantoms); M
 the scan's own histogram: 1.4-2x its 99th percentile around the spine, so they stand out from bright CSF on
 T2-weighted scans as enhanced veins do on contrast T1 (the phantoms' 700-1000 against tissue up to 320).
 
+Without a vertebra map (:func:`generate_hybrid_in_canal`, :func:`generate_hybrid_from_scan`), the sections come
+from the canal centre line of stage 1 (:func:`.canal.sections_from_centreline`), the veins are kept out of the
+scan's own bone on CT (HU > 200) and within the canal's outline on MR; MR veins are then drawn bright
+(enhanced, as above), dark (flow void, 0.2-0.5x the local tissue) or intermediate, recorded in ``phantom.json``
+(``vein_polarity``). Registry scans (``configs/real_scans.yaml``) are made at their own resolution (coarsest
+voxel side, 1-3 mm).
+
 The real scan may hold real epidural veins of its own; they are not in the truth. On 1-3 mm clinical scans
 they are rarely resolved, but a model trained on hybrids learns that faint real veins are background.
 """
@@ -20,16 +27,19 @@ they are rarely resolved, but a model trained on hybrids learns that faint real 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import yaml
 from scipy import ndimage
 from scipy.interpolate import make_interp_spline
 
-from ..core.volume import Volume
+from ..core.volume import Volume, same_grid
+from ..io import read_image, read_label_map, read_vertebrae
 from .anatomy import SpineAxis, Vertebra
-from .canal import CanalSection, find_canal
+from .canal import CanalSection, find_canal, label_centreline, sct_anchor, sections_from_centreline
 from .phantom import Phantom, truth_calibre
-from .vessels import build_plexus, draw_diameters, render_tubes
+from .vessels import build_plexus, canal_profile, draw_diameters, render_tubes
 
 
 @dataclass
@@ -107,8 +117,9 @@ def _vertebrae(sections: list[CanalSection], axis: CanalAxis) -> list[Vertebra]:
     return out
 
 
-def _crop_and_resample(image: Volume, verts_map: Volume, axis: CanalAxis, sections, cfg: HybridConfig):
-    """The scan cut to the canal's neighbourhood and, where coarser than ``cfg.spacing``, resampled finer."""
+def _crop_and_resample(image: Volume, labels: list, axis: CanalAxis, sections, cfg: HybridConfig):
+    """The scan cut to the canal's neighbourhood and, where coarser than ``cfg.spacing``, resampled finer; the
+    ``labels`` (arrays on the image's grid, or None) cut and resampled alike (nearest)."""
     half, back, front = cfg.margin_mm
     s_lo = axis.to_straight(sections[0].body_centre[None])[2][0] - sections[0].body_height / 2 - 10
     s_hi = axis.to_straight(sections[-1].body_centre[None])[2][0] + sections[-1].body_height / 2 + 10
@@ -121,7 +132,8 @@ def _crop_and_resample(image: Volume, verts_map: Volume, axis: CanalAxis, sectio
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
     aff = image.affine.copy()
     aff[:3, 3] = image.affine[:3, :3] @ lo + image.affine[:3, 3]
-    img, vmap = image.array[sl].astype(np.float32), verts_map.array[sl]
+    img = image.array[sl].astype(np.float32)
+    labs = [None if lab is None else np.asarray(lab[sl]) for lab in labels]
     sp = image.spacing
     zoom = np.maximum(sp / cfg.spacing, 1.0)
     if np.any(zoom > 1.0):
@@ -129,9 +141,9 @@ def _crop_and_resample(image: Volume, verts_map: Volume, axis: CanalAxis, sectio
         grid = np.meshgrid(*[np.arange(n) / z for n, z in zip(n_new, zoom)], indexing="ij", sparse=True)
         coords = np.broadcast_arrays(*grid)
         img = ndimage.map_coordinates(img, coords, order=1, mode="nearest")
-        vmap = ndimage.map_coordinates(vmap, coords, order=0, mode="nearest")
+        labs = [None if lab is None else ndimage.map_coordinates(lab, coords, order=0, mode="nearest") for lab in labs]
         aff[:3, :3] = aff[:3, :3] / zoom
-    return img, vmap, aff, sp
+    return img, labs, aff, sp
 
 
 def _tissue_mean(img: np.ndarray, vmap: np.ndarray, modality: str, *, sigma) -> np.ndarray:
@@ -151,32 +163,95 @@ def generate_hybrid(image: Volume, vertebrae: Volume, cfg: HybridConfig) -> Phan
     the same grid) outline. Deterministic for a given scan and ``cfg.seed``."""
     if image.shape != vertebrae.shape or not np.allclose(image.affine, vertebrae.affine, atol=1e-3):
         raise ValueError("vertebrae: the vertebra map must lie on the image's grid")
-    rng = np.random.default_rng(cfg.seed)
     sections = find_canal(vertebrae.array, affine=vertebrae.affine)
+    return _insert(image, sections, cfg, vertebrae.array, "vertebra map", vertebrae.path)
+
+
+def generate_hybrid_in_canal(image: Volume, centreline: np.ndarray, cfg: HybridConfig, *,
+                             canal: np.ndarray | None = None, anchor: tuple[str, np.ndarray] | None = None,
+                             top_level: str = "C3", source: str = "stage 1") -> Phantom:
+    """A hybrid case of a scan with no vertebra map: the sections come from a canal centre line (stage 1's
+    :class:`~pipeline.spine.CanalResult` ``centreline`` and, on CT, its ``canal`` mask on ``image``'s grid) through
+    :func:`.canal.sections_from_centreline`. The veins are kept out of the scan's bone on CT (HU > 200), and within
+    the canal's outline on MR (bone is not known there), but for the basivertebral and intervertebral veins.
+    The written vertebra map holds each level's published body and lamina, only to name the levels."""
+    sections = sections_from_centreline(centreline, anchor=anchor, top_level=top_level,
+                                        canal=canal if cfg.modality == "CT" else None, affine=image.affine)
+    return _insert(image, sections, cfg, None, source, "")
+
+
+def _straight(axis: CanalAxis, shape, aff) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1).T
+    return tuple(x.reshape(shape) for x in axis.to_straight(ijk @ aff[:3, :3].T.astype(np.float32) + aff[:3, 3]))
+
+
+def _level_map(verts, u, v, s) -> np.ndarray:
+    """Each level's published body (in front of the canal) and lamina (behind), VerSe ids: levels only."""
+    out = np.zeros(u.shape, np.uint8)
+    for vt in verts:
+        at = np.abs(s - vt.s_centre) <= vt.height / 2
+        body = at & (v >= vt.canal_ap / 2 + 0.5) & (v <= vt.canal_ap / 2 + vt.depth) & (np.abs(u) <= vt.width / 2)
+        lamina = at & (v <= -vt.canal_ap / 2 - 1.0) & (v >= -vt.canal_ap / 2 - 7.0) & (np.abs(u) <= vt.canal_width / 2 + 3)
+        out[body | lamina] = vt.verse_id
+    return out
+
+
+def _vein_value(rng, modality: str, img, near: np.ndarray, local_mean: np.ndarray):
+    """What the veins look like: CT venous phase (HU); MR bright (enhanced: 1.4-2x the 99th percentile around the
+    spine), dark (flow void: 0.2-0.5x the local tissue) or intermediate (a quarter to half of the way from the
+    local tissue to the bright value). Returns the target map or value and its record."""
+    if modality == "CT":
+        value = rng.uniform(120, 230)
+        return value, {"vein_value": round(float(value), 2)}
+    bright = float(np.percentile(near, 99)) * rng.uniform(1.4, 2.0)
+    pick = rng.random()
+    if pick < 0.45:
+        return bright, {"vein_value": round(bright, 2), "vein_polarity": "bright"}
+    if pick < 0.85:
+        f = rng.uniform(0.2, 0.5)
+        return f * local_mean, {"vein_polarity": "dark", "vein_factor_of_tissue": round(float(f), 3)}
+    f = rng.uniform(0.25, 0.5)
+    return local_mean + f * (bright - local_mean), {"vein_polarity": "intermediate", "vein_value": round(bright, 2),
+                                                     "vein_share_to_bright": round(float(f), 3)}
+
+
+def _insert(image: Volume, sections: list[CanalSection], cfg: HybridConfig, vertebrae, source: str, vert_path: str):
+    rng = np.random.default_rng(cfg.seed)
     axis = CanalAxis(sections)
     verts = _vertebrae(sections, axis)
-    img, vmap, aff, src_sp = _crop_and_resample(image, vertebrae, axis, sections, cfg)
+    img, (vmap,), aff, src_sp = _crop_and_resample(image, [vertebrae], axis, sections, cfg)
     diam = draw_diameters(verts, rng, cfg.p_engorged)
     tubes = build_plexus(axis, verts, diam, rng)
-    soft = [t for t in tubes if t.kind != "basivertebral"]
-    basi = [t for t in tubes if t.kind == "basivertebral"]
-    sdf, frac = render_tubes(soft, img.shape, aff)
-    sdf_b, frac_b = render_tubes(basi, img.shape, aff)
-    out_of_bone = vmap == 0
-    mask = ((sdf <= 0) & out_of_bone) | (sdf_b <= 0)
-    frac = np.maximum(frac * out_of_bone, frac_b)
+    if vmap is not None:     # the vertebra map is the bone: only the basivertebral veins enter it
+        free_kinds, keep, near_sel = ("basivertebral",), vmap == 0, ndimage.binary_dilation(vmap > 0, iterations=3)
+    else:
+        u, v, s = _straight(axis, img.shape, aff)
+        vmap = _level_map(verts, u, v, s)
+        ap, cw = canal_profile(s, verts)
+        near_sel = (np.abs(u) < 25) & (np.abs(v) < 25)
+        if cfg.modality == "CT":  # the scan's own bone
+            free_kinds, keep = ("basivertebral",), img <= 200.0
+        else:                     # within the canal's outline, 1.5 mm grown; the foramina and bodies free
+            free_kinds = ("basivertebral", "intervertebral")
+            keep = (u / (cw / 2 + 1.5)) ** 2 + (v / (ap / 2 + 1.5)) ** 2 <= 1.0
+        del u, v, s, ap, cw
+    held = [t for t in tubes if t.kind not in free_kinds]
+    free = [t for t in tubes if t.kind in free_kinds]
+    sdf, frac = render_tubes(held, img.shape, aff)
+    sdf_b, frac_b = render_tubes(free, img.shape, aff)
+    mask = ((sdf <= 0) & keep) | (sdf_b <= 0)
+    frac = np.maximum(frac * keep, frac_b)
     del sdf, sdf_b, frac_b
     sp = np.linalg.norm(aff[:3, :3], axis=0)
     psf = 0.42 * np.maximum(src_sp, sp) * rng.uniform(0.8, 1.2)        # FWHM about one source voxel
     weight = ndimage.gaussian_filter(frac, sigma=psf / sp, mode="nearest")
-    local_mean = _tissue_mean(img, vmap, cfg.modality, sigma=np.maximum(src_sp, sp) / sp)
-    if cfg.modality == "CT":
-        value = rng.uniform(120, 230)
-    else:
-        near = img[ndimage.binary_dilation(vmap > 0, iterations=3)] if (vmap > 0).any() else img.ravel()
-        value = float(np.percentile(near, 99)) * rng.uniform(1.4, 2.0)
+    bone = vmap if source == "vertebra map" else np.zeros(img.shape, np.uint8)
+    local_mean = _tissue_mean(img, bone, cfg.modality, sigma=np.maximum(src_sp, sp) / sp)
+    near = img[near_sel] if near_sel.any() else img.ravel()
+    value, vein = _vein_value(rng, cfg.modality, img, near, local_mean)
     out = img + weight * (value - local_mean)
     dtype = image.array.dtype if np.issubdtype(image.array.dtype, np.integer) else np.float32
+    dtype = np.int16 if dtype in (np.uint8, np.int8) else dtype      # room for bright veins and dark voids
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         out = np.clip(np.round(out), info.min, info.max)
@@ -193,9 +268,94 @@ def generate_hybrid(image: Volume, vertebrae: Volume, cfg: HybridConfig) -> Phan
     ph = Phantom(cfg, Volume(out, aff, {**meta, "kind": "image"}), Volume(mask.astype(np.uint8), aff, {**meta, "kind": "plexus_mask"}),
                  Volume(frac, aff, {**meta, "kind": "plexus_fraction"}), Volume(vmap.astype(np.uint8), aff, {**meta, "kind": "vertebrae"}),
                  tubes, verts, axis, centres, truth_calibre(tubes, verts, inside))
-    ph.info = {"source": {"image": cfg.image or image.path, "vertebrae": cfg.vertebrae or vertebrae.path,
+    ph.info = {"source": {"image": cfg.image or image.path, "vertebrae": cfg.vertebrae or vert_path,
                           "spacing_mm": [round(float(x), 4) for x in src_sp]},
-               "vein_value": round(float(value), 2), "psf_sd_mm": [round(float(x), 3) for x in psf],
+               "canal_source": source, **vein, "psf_sd_mm": [round(float(x), 3) for x in psf],
                "canal": [{"level": s.name, "found_by": s.found_by, "width_mm": round(s.canal_width, 2),
                           "ap_mm": round(s.canal_ap, 2), "centre_ras": np.round(s.centre, 2).tolist()} for s in sections]}
+    return ph
+
+
+REGISTRY = Path(__file__).resolve().parents[2] / "configs" / "real_scans.yaml"
+# the top level of the registry's scans that ship neither a vertebra map nor SCT labels (a registry entry's
+# ``top_level`` key wins); only the names and the published sizes they bring hang on it, never the scoring
+TOP_LEVEL_GUESS = {"totalseg_mr": "T11", "sct_t2s": "C2"}
+
+
+def read_registry(path: str | Path = REGISTRY) -> dict[str, dict]:
+    """``configs/real_scans.yaml`` by scan id, its paths made absolute (they are relative to the file)."""
+    path = Path(path)
+    out = {}
+    for e in yaml.safe_load(path.read_text())["scans"]:
+        e = dict(e)
+        for key in ("image", "vertebrae"):
+            if e.get(key):
+                e[key] = (path.parent / e[key]).resolve()
+        if e.get("canal_ref"):
+            e["canal_ref"] = {**e["canal_ref"], "path": (path.parent / e["canal_ref"]["path"]).resolve()}
+        out[e["id"]] = e
+    return out
+
+
+def hybrid_spacing(scan_spacing) -> float:
+    """The scan's own resolution: its coarsest voxel side, at least 1 mm and at most 3 mm."""
+    return float(np.clip(np.max(scan_spacing), 1.0, 3.0))
+
+
+@dataclass
+class ScanCanal:
+    """A registry scan read once for all its hybrids: the image, and its vertebra map or canal centre line."""
+
+    entry: dict
+    image: Volume
+    vertebrae: Volume | None = None
+    centreline: np.ndarray | None = None
+    canal: np.ndarray | None = None
+    anchor: tuple | None = None
+    source: str = "vertebra map"
+
+
+def scan_canal(entry: dict, find_canal=None, *, max_off_mm: float = 10.0) -> ScanCanal:
+    """Read ``entry`` (of :func:`read_registry`) and find its canal: the vertebra map when shipped; else stage 1
+    (``find_canal``: :func:`pipeline.spine.find_canal`, passed in since stage 1 sits above this module), unless
+    stage 1 finds none or lies more than ``max_off_mm`` (median) from the entry's ``canal_ref`` label, whose
+    slice centroids are then the centre line."""
+    if not entry.get("image"):
+        raise ValueError(f"entry: scan {entry.get('id')!r} has no image; a hybrid needs one")
+    image = read_image(entry["image"])
+    if entry.get("vertebrae"):
+        return ScanCanal(entry, image, same_grid(image, read_vertebrae(entry["vertebrae"]), "vertebra map", "image"))
+    if find_canal is None:
+        raise ValueError(f"find_canal: scan {entry['id']!r} has no vertebra map; pass stage 1 (pipeline.spine.find_canal)")
+    res = find_canal(image, entry["modality"])
+    line, canal, source = (res.centreline, res.canal, "stage 1") if res.found else (None, None, "")
+    ref = entry.get("canal_ref")
+    if ref:
+        lab = same_grid(image, read_label_map(ref["path"]), "canal reference", "image")
+        ref_line = label_centreline(lab.array, image.affine, ref["ids"])
+        off = np.inf
+        if line is not None and len(ref_line):
+            off = float(np.median(np.min(np.linalg.norm(line[:, None] - ref_line[None], axis=2), axis=1)))
+        if len(ref_line) >= 2 and off > max_off_mm:
+            why = f"off by {off:.0f} mm" if np.isfinite(off) else "found none"
+            line, canal, source = ref_line, None, f"reference label {Path(ref['path']).name} (stage 1 {why})"
+    if line is None:
+        raise ValueError(f"entry: stage 1 finds no spine in scan {entry['id']!r} ({res.reason}) and it has no canal_ref")
+    return ScanCanal(entry, image, None, line, canal, sct_anchor(entry["image"], image.affine, image.shape), source)
+
+
+def generate_hybrid_from_scan(scan: ScanCanal, seed: int, *, spacing: float | None = None) -> Phantom:
+    """A hybrid of a registry scan (:func:`scan_canal`) at the scan's own resolution (:func:`hybrid_spacing`),
+    from its vertebra map or else its canal centre line; deterministic per scan and ``seed``."""
+    e = scan.entry
+    cfg = HybridConfig(image=str(e["image"]), vertebrae=str(e.get("vertebrae") or ""), modality=e["modality"],
+                       seed=int(seed), spacing=spacing or hybrid_spacing(scan.image.spacing))
+    if scan.vertebrae is not None:
+        ph = generate_hybrid(scan.image, scan.vertebrae, cfg)
+    else:
+        top = e.get("top_level") or TOP_LEVEL_GUESS.get(e["id"], "C3")
+        ph = generate_hybrid_in_canal(scan.image, scan.centreline, cfg, canal=scan.canal, anchor=scan.anchor,
+                                      top_level=top, source=scan.source)
+        ph.info["levels_named_by"] = f"SCT labels ({scan.anchor[0]})" if scan.anchor else f"top level {top}"
+    ph.info["scan_id"] = e["id"]
     return ph

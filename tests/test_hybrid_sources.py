@@ -1,0 +1,97 @@
+"""Hybrids of every registry scan (issue 20): a scan without a vertebra map takes its canal from stage 1, MR veins
+come in both polarities, and the by-source benchmark never scores a model on a scan it saw in training."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from pipeline.spine import find_canal
+from pipeline.synth.hybrid import generate_hybrid_from_scan, read_registry, scan_canal
+from tests.conftest import ROOT, shared
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return read_registry()
+
+
+@pytest.fixture(scope="module")
+def sct_t1(registry):
+    shared("sct_testing_data/t1/t1w.nii.gz")
+    return scan_canal(registry["sct_t1"], find_canal)
+
+
+def _on_grid(mask, src_affine, dst):
+    """``mask`` (on ``src_affine``) sampled at the voxel centres of the Volume ``dst`` (nearest)."""
+    ijk = np.indices(dst.shape).reshape(3, -1).T @ dst.affine[:3, :3].T + dst.affine[:3, 3]
+    src = (ijk - src_affine[:3, 3]) @ np.linalg.inv(src_affine[:3, :3]).T
+    return ndimage.map_coordinates(mask.astype(np.uint8), src.T, order=0, cval=0).reshape(dst.shape) > 0
+
+
+def test_hybrid_without_vertebra_map_lies_in_the_stage1_canal(sct_t1):
+    assert sct_t1.vertebrae is None and sct_t1.source == "stage 1"
+    ph = generate_hybrid_from_scan(sct_t1, 70000)
+    assert np.allclose(ph.image.spacing, sct_t1.image.spacing)            # the scan's own 1 mm, not finer
+    truth = ph.mask.array > 0
+    assert truth.sum() > 500
+    canal = _on_grid(sct_t1.canal > 0, sct_t1.image.affine, ph.image)
+    near = ndimage.distance_transform_edt(~canal, sampling=ph.image.spacing) <= 4.0
+    # the longitudinal channels and rings lie in the canal; only the foraminal and basivertebral veins leave it
+    held = truth & ~_kinds(ph, ("intervertebral", "basivertebral"))
+    assert near[held].mean() >= 0.9, near[held].mean()
+    assert near[truth].mean() >= 0.75, near[truth].mean()
+    assert len(ph.truth_calibre) >= 8 and {r[0] for r in ph.truth_calibre} <= {v.name for v in ph.verts}
+    assert ph.info["canal_source"] == "stage 1" and ph.info["levels_named_by"].startswith("SCT labels")
+    assert set(np.unique(ph.vertebrae.array)) - {0} == {v.verse_id for v in ph.verts}   # levels for measuring
+
+
+def _kinds(ph, kinds) -> np.ndarray:
+    from pipeline.synth.vessels import render_tubes
+
+    sdf, _ = render_tubes([t for t in ph.tubes if t.kind in kinds], ph.image.shape, ph.image.affine)
+    return sdf <= 0
+
+
+def test_mr_hybrids_draw_both_polarities_deterministically(registry):
+    shared("sct_testing_data/t2/t2.nii.gz")
+    sc = scan_canal(registry["sct_t2"], find_canal)
+    polarity = {seed: generate_hybrid_from_scan(sc, seed).info["vein_polarity"] for seed in range(70000, 70008)}
+    assert {"bright", "dark"} <= set(polarity.values()), polarity
+    a, b = generate_hybrid_from_scan(sc, 70001), generate_hybrid_from_scan(sc, 70001)
+    assert np.array_equal(a.image.array, b.image.array) and np.array_equal(a.mask.array, b.mask.array)
+    dark = next(s for s, p in polarity.items() if p == "dark")
+    ph = generate_hybrid_from_scan(sc, dark)
+    core = ph.fraction.array > 0.9
+    before = sc.image.array.astype(np.float32)
+    assert ph.image.shape == before.shape                                  # a small scan is kept whole
+    assert np.median(ph.image.array[core]) < np.median(before[core])       # a flow void darkens the veins
+
+
+def _fake_model(folder, scans):
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps({"training_scans": scans}))
+    return folder
+
+
+def test_model_picker_never_returns_a_model_that_saw_the_scan(tmp_path):
+    from by_source import pick_model
+
+    everything = _fake_model(tmp_path / "all", ["sct_t1", "sct_t2", "totalseg_ct"])
+    loso = tmp_path / "loso"
+    for sid in ("sct_t1", "sct_t2", "totalseg_ct"):
+        _fake_model(loso / sid, [s for s in ("sct_t1", "sct_t2", "totalseg_ct") if s != sid])
+    for sid in ("sct_t1", "sct_t2", "totalseg_ct"):
+        got = pick_model(sid, [everything], loso)
+        assert got == loso / sid
+        assert sid not in json.loads((got / "metadata.json").read_text())["training_scans"]
+    assert pick_model("sct_t1", [everything]) is None                      # "no model that never saw it"
+    assert pick_model("tptbox_t2", [everything], loso) == everything       # never seen: the first given
+    blind = _fake_model(tmp_path / "blind", [])
+    assert pick_model("sct_t1", [everything, blind]) == blind
