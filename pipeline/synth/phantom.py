@@ -25,6 +25,7 @@ from .vessels import CHANNELS, Tube, build_plexus, canal_profile, draw_diameters
 
 # tissue codes of the internal label image
 AIR, FAT, SOFT, MUSCLE, CSF, CORD, DISC, CANC, CORT, POST, EPIFAT, ROOT = range(12)
+VESSEL = 12  # an enhanced vessel that is not plexus (aorta, IVC, segmental, vertebral artery), in ``tissues`` only
 CT_HU = {AIR: -1000, FAT: -100, SOFT: 45, MUSCLE: 55, CSF: 8, CORD: 35, DISC: 85, CANC: 230, CORT: 850,
          POST: 450, EPIFAT: -95, ROOT: 30}
 MR_SI = {AIR: 0, FAT: 60, SOFT: 260, MUSCLE: 220, CSF: 70, CORD: 320, DISC: 210, CANC: 230, CORT: 30,
@@ -98,6 +99,7 @@ class Phantom:
     body_centres: dict[str, list[float]]
     truth_calibre: list[tuple[str, str, float, int]] = field(default_factory=list)
     info: dict = field(default_factory=dict)          # generator-specific facts written to phantom.json
+    tissues: Volume | None = None                     # the tissue codes (AIR..ROOT, VESSEL) the image was drawn from
 
 
 def _grid(axis: SpineAxis, verts: list[Vertebra], cfg: PhantomConfig):
@@ -336,13 +338,15 @@ def generate_phantom(cfg: PhantomConfig) -> Phantom:
         jitter = {k: val + (rng.normal(0, 15) if cfg.modality == "CT" else rng.normal(0, 20)) for k, val in table.items()}
         lut = np.array([jitter[k] for k in range(len(table))], dtype=np.float32)
         img = lut[tis].reshape(shape)
-        del tis, u, v, s
+        tis = tis.reshape(shape).astype(np.uint8)
+        del u, v, s
         distract = _distractors(axis, verts, rng)
         vessel_val = rng.uniform(150, 230) if cfg.modality == "CT" else rng.uniform(700, 1000)
         for tube in distract:
             f = render_tubes([tube], shape, aff)[1]
             val = vessel_val * rng.uniform(0.8, 1.1)
             img += f * (val - img)
+            tis[f >= 0.5] = VESSEL
         img += fraction * (vessel_val - img)
         sp = np.asarray(cfg.spacing)
         blur = cfg.blur_mm if cfg.blur_mm is not None else rng.uniform(0.35, 0.7)
@@ -360,6 +364,7 @@ def generate_phantom(cfg: PhantomConfig) -> Phantom:
             img = np.clip(np.round(img), 0, 32767).astype(np.int16)
     else:
         vid = np.zeros(shape, dtype=np.uint8)
+        tis = None
 
     def vol(a, **meta):
         return reorient(Volume(a, aff, {"modality": cfg.modality, "warnings": [], **meta}), cfg.orientation)
@@ -372,7 +377,8 @@ def generate_phantom(cfg: PhantomConfig) -> Phantom:
 
     return Phantom(cfg, vol(img, kind="image") if cfg.render_image else None,
                    vol(mask, kind="plexus_mask"), vol(fraction, kind="plexus_fraction"), vol(vid, kind="vertebrae"),
-                   plexus, verts, axis, centres, truth_calibre(plexus, verts, inside))
+                   plexus, verts, axis, centres, truth_calibre(plexus, verts, inside),
+                   tissues=vol(tis, kind="tissues") if tis is not None else None)
 
 
 def _bias_field(shape, rng) -> np.ndarray:

@@ -58,6 +58,32 @@ class HybridSource(_Strict):
     spacing: float = Field(1.0, ge=0.2, le=3.0)      # largest voxel size of the case (a coarser scan is resampled)
 
 
+class PhantomLabels(_Strict):
+    """Label maps of our phantoms for randomised training (their images are never used)."""
+
+    count: int = Field(16, ge=1)
+    presets: list[str] = ["lumbar-ct", "lumbar-mr", "thoracic-ct", "cervical-mr"]
+    seed: int = 2000
+
+
+class RandomisedSource(_Strict):
+    """Domain-randomised training (:mod:`pipeline.synth.randomise`): each sample's image is synthesised on the fly
+    from a label map, with random contrasts, resolution, artefacts and vein-like distractors.
+
+    Label maps come from our phantoms and from hybrids of the real scans of ``scans`` (``configs/real_scans.yaml``;
+    those with a vertebra map), minus ``exclude_scans`` (a leave-one-scan-out fold). Paths are relative to the
+    config file.
+    """
+
+    probability: float = Field(0.8, ge=0, le=1)    # share of samples synthesised (the rest: data's rendered cases)
+    phantoms: PhantomLabels | None = PhantomLabels()
+    scans: Path | None = None                      # the registry of real scans
+    exclude_scans: list[str] = []
+    per_scan: int = Field(3, ge=1)                 # hybrids (plexus draws) per real scan
+    seed: int = 7000
+    n_classes: int = Field(10, ge=2, le=16)        # intensity classes a real scan's image is cut into
+
+
 class DataConfig(_Strict):
     """Where the labelled cases come from: a datalist, a folder pair, synthetic phantoms and/or hybrids."""
 
@@ -66,6 +92,7 @@ class DataConfig(_Strict):
     labels: Path | None = None
     synthetic: SyntheticSource | None = None
     hybrid: list[HybridSource] = []
+    randomised: RandomisedSource | None = None
     label_map: dict[str, int] = {}        # .seg.nrrd segment name -> class (e.g. "Epidural veins": 1)
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     split_seed: int = 0
@@ -208,6 +235,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
             setattr(cfg.data, attr, (base / p).resolve())
     for src in cfg.data.hybrid:
         src.image, src.vertebrae = ((base / q).resolve() if not q.is_absolute() else q for q in (src.image, src.vertebrae))
+    rs = cfg.data.randomised
+    if rs is not None and rs.scans is not None and not rs.scans.is_absolute():
+        rs.scans = (base / rs.scans).resolve()
     if cfg.model.init_from is not None and not cfg.model.init_from.is_absolute():
         cfg.model.init_from = (base / cfg.model.init_from).resolve()
     return cfg

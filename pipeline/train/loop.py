@@ -29,6 +29,7 @@ from .config import TrainConfig
 from .data import SampleStream, all_cases, augmentation, preprocess_case, split
 from .distributed import DistInfo, barrier, gather_objects, init_distributed, rank_sample_indices, shutdown
 from .model_folder import write_model_folder
+from .randomised import RandomisedStream, label_case_files, load_label_cases
 from .validate import validate_case
 
 log = logging.getLogger("plexus")
@@ -151,7 +152,8 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
         write_text(run / "config.yaml", config_text or yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     _seed_everything(cfg.train.seed + info.rank, cfg.train.deterministic)
     if main:
-        all_cases(cfg)  # rank 0 generates the synthetic phantoms once; the others read them
+        all_cases(cfg)  # rank 0 generates the synthetic phantoms (and label maps) once; the others read them
+        label_case_files(cfg, run / "cache")
     barrier(info)
     cases = all_cases(cfg)
     train_cases, val_cases = split(cases, cfg.data.val_fraction, cfg.data.split_seed)
@@ -179,6 +181,11 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
     B = cfg.train.batch_size
     stream = SampleStream(cached, augmentation(cfg.augment, cfg.train.patch_size, cfg.train.pos_fraction),
                           cfg.train.seed, cfg.train.iterations * B)
+    rs = cfg.data.randomised
+    if rs is not None:  # domain randomisation: most samples' images synthesised from label maps
+        stream = RandomisedStream(load_label_cases(label_case_files(cfg, run / "cache")), stream,
+                                  probability=rs.probability, patch=cfg.train.patch_size, pos=cfg.train.pos_fraction,
+                                  aug=cfg.augment, seed=cfg.train.seed, length=cfg.train.iterations * B)
     subset = torch.utils.data.Subset(stream, rank_sample_indices(state["step"], cfg.train.iterations, B, info))
     loader = torch.utils.data.DataLoader(subset, batch_size=B // info.world, shuffle=False,
                                          num_workers=cfg.train.num_workers, persistent_workers=False,

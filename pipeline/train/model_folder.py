@@ -17,6 +17,7 @@ from .. import __version__
 from ..core.atomic import atomic_path, write_text
 from ..inference.model import sha256
 from .config import TrainConfig
+from .scans import training_scans
 
 
 def write_model_folder(folder: str | Path, checkpoint: dict, cfg: TrainConfig, *, config_text: str) -> Path:
@@ -37,6 +38,7 @@ def write_model_folder(folder: str | Path, checkpoint: dict, cfg: TrainConfig, *
         "inference": {"patch_size": list(cfg.train.patch_size), "overlap": cfg.train.sw_overlap, "blend": "gaussian",
                       "tta": cfg.train.tta},
         "training": {"steps": state["step"], "best_validation": state["best_metrics"], "config": config_text},
+        "training_scans": training_scans(cfg),
         "weights": {"file": "model.pt", "sha256": sha256(folder / "model.pt"),
                     "parameters": int(sum(v.numel() for v in checkpoint["model"].values()))},
     }

@@ -1,0 +1,117 @@
+"""The registry of real scans (``configs/real_scans.yaml``), the real scans a run trains on, and the
+leave-one-scan-out folds.
+
+A scan is known by its ``id`` everywhere: the training config names the ones it leaves out, the model folder's
+``metadata.json`` lists the ones it saw (``training_scans``), and a benchmark scores a model on a scan only when
+the scan is not in that list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..core.errors import InputError
+from .config import TrainConfig
+
+
+class CanalReference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: Path
+    ids: list[int]
+
+
+class ScanEntry(BaseModel):
+    """One real scan of the registry (paths resolved against the registry's folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    image: Path | None = None
+    vertebrae: Path | None = None
+    canal_ref: CanalReference | None = None
+    modality: Literal["CT", "MR"]
+    hybrid: bool = False
+    patient: str | None = None          # scans of one patient share it (default: the id); folds leave a patient out
+
+    @property
+    def group(self) -> str:
+        return self.patient or self.id
+
+    def available(self) -> bool:
+        """Whether every file the entry names exists (``../shared/data`` may be absent)."""
+        paths = [p for p in (self.image, self.vertebrae) if p is not None]
+        return bool(paths) and all(p.exists() for p in paths)
+
+
+def read_registry(path: str | Path) -> list[ScanEntry]:
+    """The scans of a registry file; an unknown key, a duplicate id or bad YAML is an error naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such scan registry")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        entries = [ScanEntry.model_validate(e) for e in raw.get("scans", [])]
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise InputError(path, f"not a valid scan registry ({str(exc).splitlines()[0]})") from None
+    ids = [e.id for e in entries]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise InputError(path, f"scan id {dup[0]!r} is listed twice")
+    for e in entries:
+        for attr in ("image", "vertebrae"):
+            p = getattr(e, attr)
+            if p is not None and not p.is_absolute():
+                setattr(e, attr, (path.parent / p).resolve())
+        if e.canal_ref is not None and not e.canal_ref.path.is_absolute():
+            e.canal_ref.path = (path.parent / e.canal_ref.path).resolve()
+    return entries
+
+
+def randomised_scans(cfg: TrainConfig) -> list[ScanEntry]:
+    """The real scans whose label maps a run's randomised source uses: those of the registry with a vertebra map,
+    not excluded, whose files exist (a missing one is an error: a run never silently trains on less)."""
+    src = cfg.data.randomised
+    if src is None or src.scans is None:
+        return []
+    entries = read_registry(src.scans)
+    known = {e.id for e in entries}
+    unknown = sorted(set(src.exclude_scans) - known)
+    if unknown:
+        raise InputError(src.scans, f"data.randomised.exclude_scans: {unknown[0]!r} is not a scan of the registry")
+    used = [e for e in entries if e.vertebrae is not None and e.id not in src.exclude_scans]
+    for e in used:
+        for p in (e.image, e.vertebrae):
+            if p is not None and not p.exists():
+                raise InputError(p, f"no such file (scan {e.id!r} of the registry; exclude it or fetch ../shared/data)")
+    return used
+
+
+def training_scans(cfg: TrainConfig, registry: str | Path | None = None) -> list[str]:
+    """Ids of the real scans a run sees in training: its randomised scans and the scans of its hybrid sources
+    (matched to the registry by image path)."""
+    ids = [e.id for e in randomised_scans(cfg)]
+    reg = registry or (cfg.data.randomised.scans if cfg.data.randomised is not None else None)
+    if cfg.data.hybrid:
+        by_path = {e.image.resolve(): e.id for e in read_registry(reg)} if reg is not None else {}
+        for src in cfg.data.hybrid:
+            ids.append(by_path.get(src.image.resolve(), str(src.image)))
+    return sorted(set(ids))
+
+
+def loso_folds(entries: list[ScanEntry]) -> list[tuple[str, list[str], list[str]]]:
+    """Leave-one-scan-out, by patient: for every patient with hybrids, (the patient, its scans held out, the
+    scans trained on). Two scans of one patient are never split between training and test."""
+    folds = []
+    for group in dict.fromkeys(e.group for e in entries if e.hybrid):
+        held = [e.id for e in entries if e.group == group]
+        folds.append((group, held, [e.id for e in entries if e.group != group]))
+    return folds
+
+
+def eligible(model_scans: list[str], scan: ScanEntry, entries: list[ScanEntry]) -> bool:
+    """Whether a model that saw ``model_scans`` in training may be scored on ``scan``: it saw no scan of its patient."""
+    same = {e.id for e in entries if e.group == scan.group} | {scan.id}
+    return not same & set(model_scans)
