@@ -59,6 +59,7 @@ def _disc(fields: Fields, v: Vertebra, below: Vertebra, vb: float) -> None:
 def _posterior(fields: Fields, v: Vertebra, vb: float) -> None:
     d, lab = v.dims, v.verse_id
     ca, pr, lt, bh = d["ca"], d["pr"], d["lt"], d["bh"]
+    lam = 0.8 * lt  # lamina half thickness
     rpost = float(canal_radius(np.pi, d["cw"], ca, d["tref"]))
     cwp, wp = pedicle_u(d), 0.2 * bh
     s0 = v.s
@@ -69,7 +70,7 @@ def _posterior(fields: Fields, v: Vertebra, vb: float) -> None:
         add(lambda u, vv, w, p0=p0, p1=p1: capsule(u, vv, w, p0, p1, pr, 1.5),
             ur, (-0.45 * ca - pr - 1, vb + 1), (wp - 1.6 * pr - 1, wp + 1.6 * pr + 1))
         lam0, lam1 = (side * cwp, -0.45 * ca), (0.0, -(rpost + lt))
-        add(lambda u, vv, w, a=lam0, b=lam1: extrude(capsule2(u, vv - 0.2 * w, a, b, lt), np.abs(w + 0.05 * bh) - 0.42 * bh),
+        add(lambda u, vv, w, a=lam0, b=lam1: extrude(capsule2(u, vv - 0.2 * w, a, b, lam), np.abs(w + 0.05 * bh) - 0.42 * bh),
             (min(side * cwp, 0) - lt - 1, max(side * cwp, 0) + lt + 1), (-(rpost + 2 * lt) - 0.1 * bh - 2, -0.45 * ca + lt + 0.1 * bh + 2),
             (-0.5 * bh - 1, 0.4 * bh + 1))
         for wf, vf in ((0.45 * bh, -0.55 * ca - 0.5 * pr), (-0.5 * bh, -0.7 * ca - 0.6 * pr)):  # articular processes

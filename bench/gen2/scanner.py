@@ -50,7 +50,7 @@ def mr_values(rng: np.random.Generator, R: Gen2Ranges, region: str) -> dict[str,
         v["artery"] = float(sig(b1, b2, bpd) * aflow)
     if fat_sat:
         v["fat"] *= fsf
-        v["cancellous"] *= 0.35 + 0.5 * fsf
+        v["cancellous"] *= 0.6 + 0.4 * fsf  # marrow keeps its water signal (and enhances a little)
     v["epidural_fat_share"] = uniform(rng, R.epidural_fat[region])
     v.update(TR_ms=float(TR), TE_ms=float(TE), fat_sat=float(fat_sat))
     v["weighting"] = wt
