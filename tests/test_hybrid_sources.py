@@ -95,3 +95,20 @@ def test_model_picker_never_returns_a_model_that_saw_the_scan(tmp_path):
     assert pick_model("tptbox_t2", [everything], loso) == everything       # never seen: the first given
     blind = _fake_model(tmp_path / "blind", [])
     assert pick_model("sct_t1", [everything, blind]) == blind
+
+
+def test_ct_hybrid_from_stage1_keeps_veins_out_of_bone():
+    from pipeline.synth import PhantomConfig, generate_phantom
+    from pipeline.synth.hybrid import HybridConfig, generate_hybrid_in_canal
+
+    host = generate_phantom(PhantomConfig(modality="CT", levels=("L2", "L5"), spacing=(1.0, 1.0, 1.0), seed=78,
+                                          fov_lr=34, fov_back=34, fov_front=40))
+    res = find_canal(host.image, "CT")
+    assert res.found
+    ph = generate_hybrid_in_canal(host.image, res.centreline, HybridConfig(modality="CT", seed=5),
+                                  canal=res.canal, top_level="L2")
+    assert ph.info["canal_source"] == "stage 1" and ph.truth_calibre
+    free = _kinds(ph, ("basivertebral",))
+    before = _on_grid(host.image.array > 200, host.image.affine, ph.image)  # the host's bone on the hybrid's grid
+    held = (ph.mask.array > 0) & ~free
+    assert held.any() and not (held & before).any()
