@@ -9,6 +9,10 @@ mean size of that level and flagged ``'open'``.
 
 Works in the world frame (RAS, mm) on any storage order or spacing; the plane of each vertebra is turned to its
 own front (body centre minus canal centre), so a patient rotated in the scanner gives the same canal.
+
+A scan without a vertebra map: :func:`sections_from_centreline` lays vertebrae of published size along a canal
+centre line (stage 1's, or :func:`label_centreline` of a reference label), named from an anchor
+(:func:`sct_anchor`: the Spinal Cord Toolbox's vertebral labels shipped with a scan) or a given top level.
 """
 
 from __future__ import annotations
@@ -295,3 +299,20 @@ def label_centreline(labels: np.ndarray, affine: np.ndarray, ids) -> np.ndarray:
             c.insert(ax, float(k))
             pts.append(affine[:3, :3] @ np.array(c) + affine[:3, 3])
     return np.array(pts).reshape(-1, 3)
+
+
+def straight_coords(axis, shape, aff) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(u, v, s) of every voxel centre of a grid ``shape``/``aff`` about a :class:`.anatomy.SpineAxis` (mm)."""
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1).T
+    return tuple(x.reshape(shape) for x in axis.to_straight(ijk @ aff[:3, :3].T.astype(np.float32) + aff[:3, 3]))
+
+
+def level_map(verts, u, v, s) -> np.ndarray:
+    """Each level's published body (in front of the canal) and lamina (behind), VerSe ids: levels only."""
+    out = np.zeros(u.shape, np.uint8)
+    for vt in verts:
+        at = np.abs(s - vt.s_centre) <= vt.height / 2
+        body = at & (v >= vt.canal_ap / 2 + 0.5) & (v <= vt.canal_ap / 2 + vt.depth) & (np.abs(u) <= vt.width / 2)
+        lamina = at & (v <= -vt.canal_ap / 2 - 1.0) & (v >= -vt.canal_ap / 2 - 7.0) & (np.abs(u) <= vt.canal_width / 2 + 3)
+        out[body | lamina] = vt.verse_id
+    return out

@@ -36,8 +36,9 @@ from scipy.interpolate import make_interp_spline
 
 from ..core.volume import Volume, same_grid
 from ..io import read_image, read_label_map, read_vertebrae
+from . import canal as canal_sections
 from .anatomy import SpineAxis, Vertebra
-from .canal import CanalSection, find_canal, label_centreline, sct_anchor, sections_from_centreline
+from .canal import CanalSection, find_canal
 from .phantom import Phantom, truth_calibre
 from .vessels import build_plexus, canal_profile, draw_diameters, render_tubes
 
@@ -175,25 +176,9 @@ def generate_hybrid_in_canal(image: Volume, centreline: np.ndarray, cfg: HybridC
     :func:`.canal.sections_from_centreline`. The veins are kept out of the scan's bone on CT (HU > 200), and within
     the canal's outline on MR (bone is not known there), but for the basivertebral and intervertebral veins.
     The written vertebra map holds each level's published body and lamina, only to name the levels."""
-    sections = sections_from_centreline(centreline, anchor=anchor, top_level=top_level,
+    sections = canal_sections.sections_from_centreline(centreline, anchor=anchor, top_level=top_level,
                                         canal=canal if cfg.modality == "CT" else None, affine=image.affine)
     return _insert(image, sections, cfg, None, source, "")
-
-
-def _straight(axis: CanalAxis, shape, aff) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1).T
-    return tuple(x.reshape(shape) for x in axis.to_straight(ijk @ aff[:3, :3].T.astype(np.float32) + aff[:3, 3]))
-
-
-def _level_map(verts, u, v, s) -> np.ndarray:
-    """Each level's published body (in front of the canal) and lamina (behind), VerSe ids: levels only."""
-    out = np.zeros(u.shape, np.uint8)
-    for vt in verts:
-        at = np.abs(s - vt.s_centre) <= vt.height / 2
-        body = at & (v >= vt.canal_ap / 2 + 0.5) & (v <= vt.canal_ap / 2 + vt.depth) & (np.abs(u) <= vt.width / 2)
-        lamina = at & (v <= -vt.canal_ap / 2 - 1.0) & (v >= -vt.canal_ap / 2 - 7.0) & (np.abs(u) <= vt.canal_width / 2 + 3)
-        out[body | lamina] = vt.verse_id
-    return out
 
 
 def _vein_value(rng, modality: str, img, near: np.ndarray, local_mean: np.ndarray):
@@ -225,8 +210,8 @@ def _insert(image: Volume, sections: list[CanalSection], cfg: HybridConfig, vert
     if vmap is not None:     # the vertebra map is the bone: only the basivertebral veins enter it
         free_kinds, keep, near_sel = ("basivertebral",), vmap == 0, ndimage.binary_dilation(vmap > 0, iterations=3)
     else:
-        u, v, s = _straight(axis, img.shape, aff)
-        vmap = _level_map(verts, u, v, s)
+        u, v, s = canal_sections.straight_coords(axis, img.shape, aff)
+        vmap = canal_sections.level_map(verts, u, v, s)
         ap, cw = canal_profile(s, verts)
         near_sel = (np.abs(u) < 25) & (np.abs(v) < 25)
         if cfg.modality == "CT":  # the scan's own bone
@@ -332,7 +317,7 @@ def scan_canal(entry: dict, find_canal=None, *, max_off_mm: float = 10.0) -> Sca
     ref = entry.get("canal_ref")
     if ref:
         lab = same_grid(image, read_label_map(ref["path"]), "canal reference", "image")
-        ref_line = label_centreline(lab.array, image.affine, ref["ids"])
+        ref_line = canal_sections.label_centreline(lab.array, image.affine, ref["ids"])
         off = np.inf
         if line is not None and len(ref_line):
             off = float(np.median(np.min(np.linalg.norm(line[:, None] - ref_line[None], axis=2), axis=1)))
@@ -341,12 +326,16 @@ def scan_canal(entry: dict, find_canal=None, *, max_off_mm: float = 10.0) -> Sca
             line, canal, source = ref_line, None, f"reference label {Path(ref['path']).name} (stage 1 {why})"
     if line is None:
         raise ValueError(f"entry: stage 1 finds no spine in scan {entry['id']!r} ({res.reason}) and it has no canal_ref")
-    return ScanCanal(entry, image, None, line, canal, sct_anchor(entry["image"], image.affine, image.shape), source)
+    return ScanCanal(entry, image, None, line, canal, canal_sections.sct_anchor(entry["image"], image.affine, image.shape), source)
 
 
-def generate_hybrid_from_scan(scan: ScanCanal, seed: int, *, spacing: float | None = None) -> Phantom:
-    """A hybrid of a registry scan (:func:`scan_canal`) at the scan's own resolution (:func:`hybrid_spacing`),
-    from its vertebra map or else its canal centre line; deterministic per scan and ``seed``."""
+def generate_hybrid_from_scan(scan: ScanCanal | dict, seed: int, *, spacing: float | None = None,
+                              find_canal=None) -> Phantom:
+    """A hybrid of a registry scan at the scan's own resolution (:func:`hybrid_spacing`), from its vertebra map or
+    else its canal centre line; deterministic per scan and ``seed``. ``scan`` is a :func:`scan_canal` (read once
+    for many seeds) or a registry entry (read here, with ``find_canal`` for a scan without a vertebra map)."""
+    if isinstance(scan, dict):
+        scan = scan_canal(scan, find_canal)
     e = scan.entry
     cfg = HybridConfig(image=str(e["image"]), vertebrae=str(e.get("vertebrae") or ""), modality=e["modality"],
                        seed=int(seed), spacing=spacing or hybrid_spacing(scan.image.spacing))
