@@ -1,7 +1,7 @@
 """Evaluation by source (issue 20): one table per source, the model beside a thresholded-vesselness baseline.
 
 Sources: ``loso`` (hybrids, seeds 70000+, of every registry scan with ``hybrid: true``, each scored only with a model
-whose ``training_scans`` lacks that scan), ``gen2`` (phantoms of the independent generator ``bench/gen2``, seeds
+whose ``training_scans`` holds no scan of that patient), ``gen2`` (phantoms of the independent generator ``bench/gen2``, seeds
 50000+) and ``ours`` (fresh seeds 800000+ of the training generator: not held out). The model runs as
 ``plexus infer`` runs it (stage 1 ``find_canal``, then ``segment_in_canal`` on the canal's crop, plexus kept within
 ``--canal-margin`` of the canal), the modality given; the baseline (:mod:`frangi_baseline`) looks inside the same
@@ -35,9 +35,11 @@ from pipeline.inference.crop import plexus_region
 from pipeline.inference.model import load_model
 from pipeline.inference.segmentation import prepare_in_canal, segment_in_canal
 from pipeline.io import read_image, write_image
+from pipeline.io.registry import ScanEntry, read_registry
 from pipeline.spine import find_canal
 from pipeline.synth import generate_phantom, preset_config, save_phantom
-from pipeline.synth.hybrid import generate_hybrid_from_scan, read_registry, scan_canal
+from pipeline.synth.hybrid import generate_hybrid_from_scan, scan_canal
+from pipeline.train.scans import eligible
 
 OURS_LABEL = "fresh seeds of the training generator (not held out)"
 METRICS = ("dice", "cldice", "hd95_mm", "centreline_recall", "calibre_mae_mm")
@@ -49,19 +51,18 @@ def training_scans(folder: Path) -> list[str]:
     return list(json.loads((Path(folder) / "metadata.json").read_text()).get("training_scans", []))
 
 
-def candidates(models: list[Path], loso_dir: Path | None, scan_id: str) -> list[Path]:
-    """Models to try for ``scan_id``, in order: ``--model`` as given, then ``loso_dir/<scan_id>``, then the other
-    folds of ``loso_dir``."""
+def candidates(models: list[Path], loso_dir: Path | None) -> list[Path]:
+    """Models to try, in order: ``--model`` as given, then the fold models of ``loso_dir`` (``DIR/<patient>/model``
+    as ``bench/loso_train.py`` writes them, or ``DIR/<name>``)."""
     out = list(models)
     if loso_dir is not None:
-        folds = sorted(p for p in Path(loso_dir).iterdir() if (p / "metadata.json").exists())
-        out += sorted(folds, key=lambda p: p.name != scan_id)
+        out += sorted({p.parent for pat in ("*/model/metadata.json", "*/metadata.json") for p in Path(loso_dir).glob(pat)})
     return out
 
 
-def pick_model(scan_id: str, models: list[Path], loso_dir: Path | None = None) -> Path | None:
-    """The first model that never saw ``scan_id`` in training, or None (never one that saw it)."""
-    return next((m for m in candidates(models, loso_dir, scan_id) if scan_id not in training_scans(m)), None)
+def pick_model(scan: ScanEntry, entries: list[ScanEntry], models: list[Path], loso_dir: Path | None = None) -> Path | None:
+    """The first model that saw no scan of ``scan``'s patient in training, or None (never one that saw it)."""
+    return next((m for m in candidates(models, loso_dir) if eligible(training_scans(m), scan, entries)), None)
 
 
 class Runner:
@@ -133,15 +134,6 @@ def run_case(run: Runner, cid: str, image, modality: str, models: list[Path], th
     return {**facts, "case_id": cid, "modality": modality, "stage1": canal.status, "threshold": thr}
 
 
-def gen2_maker():
-    """``bench/gen2``'s ``generate_case``, or None (then our own phantoms stand in, labelled as such)."""
-    try:
-        from gen2 import generate_case
-    except ImportError:
-        return None
-    return generate_case
-
-
 def _fmt(x: float, nd: int = 3) -> str:
     return "-" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
 
@@ -196,8 +188,9 @@ def main() -> None:
         raise SystemExit(f"--sources: expected loso, gen2, ours; got {args.sources!r}")
     if not args.model and (args.loso_dir is None or set(sources) - {"loso"}):
         raise SystemExit("--model: give at least one model folder (gen2 and ours are scored with every --model)")
-    registry = read_registry(args.registry)
-    hybrid_ids = [sid for sid, e in registry.items() if e.get("hybrid") and e.get("image")
+    entries = read_registry(args.registry)
+    registry = {e.id: e for e in entries}
+    hybrid_ids = [sid for sid, e in registry.items() if e.hybrid and e.image is not None
                   and (not args.scans or sid in args.scans.split(","))]
     tmp = tempfile.mkdtemp(prefix="by_source_")
     root = args.out or Path(tmp)
@@ -213,8 +206,8 @@ def main() -> None:
     cases, results = [], {}
     if "loso" in sources:
         for sid, sc in scans.items():
-            mod = registry[sid]["modality"]
-            chosen = pick_model(sid, args.model, args.loso_dir)
+            mod = registry[sid].modality
+            chosen = pick_model(registry[sid], entries, args.model, args.loso_dir)
             if chosen is None:
                 print(f"{sid}: {NO_MODEL} (every model given saw it in training)", flush=True)
             thr = tune(recs, mod, exclude=sid)
@@ -226,28 +219,16 @@ def main() -> None:
                          "vein_polarity": ph.info.get("vein_polarity"), "models": [chosen] if chosen else []}
                 cases.append(run_case(run, cid, ph.image, mod, [chosen] if chosen else [], thr[0], facts))
     if "gen2" in sources:
-        make = gen2_maker()
+        from gen2 import generate_case  # the independent generator (bench/gen2): no stand-in, a failure stops
+
         for k in range(args.gen2_cases):
             mod, seed = ("CT", "MR")[k % 2], 50000 + k
             cid = f"gen2_{mod.lower()}_{seed}"
-            if make is not None:
-                try:
-                    folder = Path(make(seed, mod, root / "gen2" / cid))
-                except Exception as exc:  # noqa: BLE001 - a generator still being written: say so, stand in
-                    print(f"bench/gen2 failed on seed {seed} ({type(exc).__name__}: {exc}); our phantoms stand in",
-                          flush=True)
-                    make = None
-            if make is not None:
-                shutil.copytree(folder, root / "truth" / cid, dirs_exist_ok=True)
-                image = read_image(folder / "image.nii.gz")
-            else:  # stand-in until bench/gen2 lands: our generator's phantoms, labelled so
-                ph = our_phantom(k, seed)
-                mod = ph.config.modality
-                save_phantom(ph, root / "truth" / cid)
-                image = ph.image
-            facts = {"source": "gen2", "generator": "bench/gen2" if make else "STAND-IN: our generator",
-                     "models": list(args.model)}
-            cases.append(run_case(run, cid, image, mod, args.model, thresholds[mod][0], facts))
+            folder = Path(generate_case(seed, mod, root / "gen2" / cid))
+            shutil.copytree(folder, root / "truth" / cid, dirs_exist_ok=True)
+            facts = {"source": "gen2", "generator": "bench/gen2", "models": list(args.model)}
+            cases.append(run_case(run, cid, read_image(folder / "image.nii.gz"), mod, args.model,
+                                  thresholds[mod][0], facts))
     if "ours" in sources:
         for k in range(args.ours_cases):
             ph = our_phantom(k, 800000 + k)
@@ -259,8 +240,7 @@ def main() -> None:
     methods = ["baseline", *{_key(m) for c in cases for m in c["models"]}]
     for meth in methods:
         results[meth] = run.score(meth)
-    have_gen2 = all(c.get("generator") == "bench/gen2" for c in cases if c["source"] == "gen2")
-    report(args, sources, cases, results, thresholds, recs, registry, have_gen2)
+    report(args, sources, cases, results, thresholds, recs, registry)
     if args.out is None:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -275,7 +255,7 @@ def _rel(p) -> str:
     return str(p.relative_to(ROOT)) if p.is_absolute() and p.is_relative_to(ROOT) else str(p)
 
 
-def report(args, sources, cases, results, thresholds, recs, registry, have_gen2: bool) -> None:
+def report(args, sources, cases, results, thresholds, recs, registry) -> None:
     per_case = []
     for c in cases:
         row = {k: v for k, v in c.items() if k != "models"}
@@ -297,8 +277,7 @@ def report(args, sources, cases, results, thresholds, recs, registry, have_gen2:
                 mrows = [results[_key(m)][c["case_id"]] for c in cs] if m else []
                 groups.append((what, _rel(m) if m else NO_MODEL, mrows, brows))
         title = {"loso": "Leave-one-scan-out hybrids (seeds 70000+; each scan scored by a model that never saw it)",
-                 "gen2": "Independent generator `bench/gen2` (seeds 50000+)" if have_gen2 else
-                 "**STAND-IN** for `bench/gen2` (absent at this run): our own generator, seeds 50000+; not independent",
+                 "gen2": "Independent generator `bench/gen2` (seeds 50000+; never used in training)",
                  "ours": f"Our generator: {OURS_LABEL}, seeds 800000+"}[src]
         parts.append(f"### {title}\n\n{table(groups)}")
         print(parts[-1], flush=True)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from pipeline.io.registry import read_registry
 from pipeline.spine import find_canal
-from pipeline.synth.hybrid import generate_hybrid_from_scan, read_registry, scan_canal
+from pipeline.synth.hybrid import generate_hybrid_from_scan, scan_canal
 from tests.conftest import ROOT, shared
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -19,7 +20,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 @pytest.fixture(scope="module")
 def registry():
-    return read_registry()
+    return {e.id: e for e in read_registry(ROOT / "configs" / "real_scans.yaml")}
 
 
 @pytest.fixture(scope="module")
@@ -80,35 +81,25 @@ def _fake_model(folder, scans):
     return folder
 
 
-def test_model_picker_never_returns_a_model_that_saw_the_scan(tmp_path):
+def test_model_picker_never_returns_a_model_that_saw_the_scan_or_its_patient(tmp_path):
     from by_source import pick_model
 
-    everything = _fake_model(tmp_path / "all", ["sct_t1", "sct_t2", "totalseg_ct"])
+    from pipeline.io.registry import ScanEntry
+
+    entries = [ScanEntry(id="a1", modality="CT", hybrid=True, patient="A"),
+               ScanEntry(id="a2", modality="CT", hybrid=True, patient="A"),
+               ScanEntry(id="b", modality="MR", hybrid=True), ScanEntry(id="c", modality="MR", hybrid=True)]
+    by_id = {e.id: e for e in entries}
+    everything = _fake_model(tmp_path / "all", ["a1", "a2", "b"])
     loso = tmp_path / "loso"
-    for sid in ("sct_t1", "sct_t2", "totalseg_ct"):
-        _fake_model(loso / sid, [s for s in ("sct_t1", "sct_t2", "totalseg_ct") if s != sid])
-    for sid in ("sct_t1", "sct_t2", "totalseg_ct"):
-        got = pick_model(sid, [everything], loso)
-        assert got == loso / sid
-        assert sid not in json.loads((got / "metadata.json").read_text())["training_scans"]
-    assert pick_model("sct_t1", [everything]) is None                      # "no model that never saw it"
-    assert pick_model("tptbox_t2", [everything], loso) == everything       # never seen: the first given
-    blind = _fake_model(tmp_path / "blind", [])
-    assert pick_model("sct_t1", [everything, blind]) == blind
-
-
-def test_ct_hybrid_from_stage1_keeps_veins_out_of_bone():
-    from pipeline.synth import PhantomConfig, generate_phantom
-    from pipeline.synth.hybrid import HybridConfig, generate_hybrid_in_canal
-
-    host = generate_phantom(PhantomConfig(modality="CT", levels=("L2", "L5"), spacing=(1.0, 1.0, 1.0), seed=78,
-                                          fov_lr=34, fov_back=34, fov_front=40))
-    res = find_canal(host.image, "CT")
-    assert res.found
-    ph = generate_hybrid_in_canal(host.image, res.centreline, HybridConfig(modality="CT", seed=5),
-                                  canal=res.canal, top_level="L2")
-    assert ph.info["canal_source"] == "stage 1" and ph.truth_calibre
-    free = _kinds(ph, ("basivertebral",))
-    before = _on_grid(host.image.array > 200, host.image.affine, ph.image)  # the host's bone on the hybrid's grid
-    held = (ph.mask.array > 0) & ~free
-    assert held.any() and not (held & before).any()
+    _fake_model(loso / "A" / "model", ["b"])
+    _fake_model(loso / "b" / "model", ["a1", "a2"])
+    for sid, fold in (("a1", "A"), ("a2", "A"), ("b", "b")):
+        got = pick_model(by_id[sid], entries, [everything], loso)
+        assert got == loso / fold / "model"
+        seen = json.loads((got / "metadata.json").read_text())["training_scans"]
+        assert not {e.id for e in entries if e.group == by_id[sid].group} & set(seen)
+    assert pick_model(by_id["a1"], entries, [everything]) is None          # "no model that never saw it"
+    assert pick_model(by_id["c"], entries, [everything], loso) == everything  # never seen: the first given
+    half = _fake_model(tmp_path / "half", ["a2"])                            # saw the other scan of a1's patient
+    assert pick_model(by_id["a1"], entries, [half]) is None

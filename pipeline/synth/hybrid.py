@@ -27,15 +27,14 @@ they are rarely resolved, but a model trained on hybrids learns that faint real 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy import ndimage
 from scipy.interpolate import make_interp_spline
 
 from ..core.volume import Volume, same_grid
 from ..io import read_image, read_label_map, read_vertebrae
+from ..io.registry import ScanEntry
 from . import canal as canal_sections
 from .anatomy import SpineAxis, Vertebra
 from .canal import CanalSection, find_canal
@@ -261,25 +260,9 @@ def _insert(image: Volume, sections: list[CanalSection], cfg: HybridConfig, vert
     return ph
 
 
-REGISTRY = Path(__file__).resolve().parents[2] / "configs" / "real_scans.yaml"
 # the top level of the registry's scans that ship neither a vertebra map nor SCT labels (a registry entry's
 # ``top_level`` key wins); only the names and the published sizes they bring hang on it, never the scoring
 TOP_LEVEL_GUESS = {"totalseg_mr": "T11", "sct_t2s": "C2"}
-
-
-def read_registry(path: str | Path = REGISTRY) -> dict[str, dict]:
-    """``configs/real_scans.yaml`` by scan id, its paths made absolute (they are relative to the file)."""
-    path = Path(path)
-    out = {}
-    for e in yaml.safe_load(path.read_text())["scans"]:
-        e = dict(e)
-        for key in ("image", "vertebrae"):
-            if e.get(key):
-                e[key] = (path.parent / e[key]).resolve()
-        if e.get("canal_ref"):
-            e["canal_ref"] = {**e["canal_ref"], "path": (path.parent / e["canal_ref"]["path"]).resolve()}
-        out[e["id"]] = e
-    return out
 
 
 def hybrid_spacing(scan_spacing) -> float:
@@ -291,7 +274,7 @@ def hybrid_spacing(scan_spacing) -> float:
 class ScanCanal:
     """A registry scan read once for all its hybrids: the image, and its vertebra map or canal centre line."""
 
-    entry: dict
+    entry: ScanEntry
     image: Volume
     vertebrae: Volume | None = None
     centreline: np.ndarray | None = None
@@ -300,51 +283,51 @@ class ScanCanal:
     source: str = "vertebra map"
 
 
-def scan_canal(entry: dict, find_canal=None, *, max_off_mm: float = 10.0) -> ScanCanal:
-    """Read ``entry`` (of :func:`read_registry`) and find its canal: the vertebra map when shipped; else stage 1
+def scan_canal(entry: ScanEntry, find_canal=None, *, max_off_mm: float = 10.0) -> ScanCanal:
+    """Read ``entry`` (of :func:`pipeline.io.registry.read_registry`) and find its canal: the vertebra map when shipped; else stage 1
     (``find_canal``: :func:`pipeline.spine.find_canal`, passed in since stage 1 sits above this module), unless
     stage 1 finds none or lies more than ``max_off_mm`` (median) from the entry's ``canal_ref`` label, whose
     slice centroids are then the centre line."""
-    if not entry.get("image"):
-        raise ValueError(f"entry: scan {entry.get('id')!r} has no image; a hybrid needs one")
-    image = read_image(entry["image"])
-    if entry.get("vertebrae"):
-        return ScanCanal(entry, image, same_grid(image, read_vertebrae(entry["vertebrae"]), "vertebra map", "image"))
+    if entry.image is None:
+        raise ValueError(f"entry: scan {entry.id!r} has no image; a hybrid needs one")
+    image = read_image(entry.image)
+    if entry.vertebrae is not None:
+        return ScanCanal(entry, image, same_grid(image, read_vertebrae(entry.vertebrae), "vertebra map", "image"))
     if find_canal is None:
-        raise ValueError(f"find_canal: scan {entry['id']!r} has no vertebra map; pass stage 1 (pipeline.spine.find_canal)")
-    res = find_canal(image, entry["modality"])
+        raise ValueError(f"find_canal: scan {entry.id!r} has no vertebra map; pass stage 1 (pipeline.spine.find_canal)")
+    res = find_canal(image, entry.modality)
     line, canal, source = (res.centreline, res.canal, "stage 1") if res.found else (None, None, "")
-    ref = entry.get("canal_ref")
-    if ref:
-        lab = same_grid(image, read_label_map(ref["path"]), "canal reference", "image")
-        ref_line = canal_sections.label_centreline(lab.array, image.affine, ref["ids"])
+    ref = entry.canal_ref
+    if ref is not None:
+        lab = same_grid(image, read_label_map(ref.path), "canal reference", "image")
+        ref_line = canal_sections.label_centreline(lab.array, image.affine, ref.ids)
         off = np.inf
         if line is not None and len(ref_line):
             off = float(np.median(np.min(np.linalg.norm(line[:, None] - ref_line[None], axis=2), axis=1)))
         if len(ref_line) >= 2 and off > max_off_mm:
             why = f"off by {off:.0f} mm" if np.isfinite(off) else "found none"
-            line, canal, source = ref_line, None, f"reference label {Path(ref['path']).name} (stage 1 {why})"
+            line, canal, source = ref_line, None, f"reference label {ref.path.name} (stage 1 {why})"
     if line is None:
-        raise ValueError(f"entry: stage 1 finds no spine in scan {entry['id']!r} ({res.reason}) and it has no canal_ref")
-    return ScanCanal(entry, image, None, line, canal, canal_sections.sct_anchor(entry["image"], image.affine, image.shape), source)
+        raise ValueError(f"entry: stage 1 finds no spine in scan {entry.id!r} ({res.reason}) and it has no canal_ref")
+    return ScanCanal(entry, image, None, line, canal, canal_sections.sct_anchor(entry.image, image.affine, image.shape), source)
 
 
-def generate_hybrid_from_scan(scan: ScanCanal | dict, seed: int, *, spacing: float | None = None,
+def generate_hybrid_from_scan(scan: ScanCanal | ScanEntry, seed: int, *, spacing: float | None = None,
                               find_canal=None) -> Phantom:
     """A hybrid of a registry scan at the scan's own resolution (:func:`hybrid_spacing`), from its vertebra map or
     else its canal centre line; deterministic per scan and ``seed``. ``scan`` is a :func:`scan_canal` (read once
     for many seeds) or a registry entry (read here, with ``find_canal`` for a scan without a vertebra map)."""
-    if isinstance(scan, dict):
+    if isinstance(scan, ScanEntry):
         scan = scan_canal(scan, find_canal)
     e = scan.entry
-    cfg = HybridConfig(image=str(e["image"]), vertebrae=str(e.get("vertebrae") or ""), modality=e["modality"],
+    cfg = HybridConfig(image=str(e.image), vertebrae=str(e.vertebrae or ""), modality=e.modality,
                        seed=int(seed), spacing=spacing or hybrid_spacing(scan.image.spacing))
     if scan.vertebrae is not None:
         ph = generate_hybrid(scan.image, scan.vertebrae, cfg)
     else:
-        top = e.get("top_level") or TOP_LEVEL_GUESS.get(e["id"], "C3")
+        top = e.top_level or TOP_LEVEL_GUESS.get(e.id, "C3")
         ph = generate_hybrid_in_canal(scan.image, scan.centreline, cfg, canal=scan.canal, anchor=scan.anchor,
                                       top_level=top, source=scan.source)
         ph.info["levels_named_by"] = f"SCT labels ({scan.anchor[0]})" if scan.anchor else f"top level {top}"
-    ph.info["scan_id"] = e["id"]
+    ph.info["scan_id"] = e.id
     return ph
