@@ -32,10 +32,11 @@ REAL = [
     ("tptbox_samples/sample_mri/sub-mri_label-6_T2w.nii.gz",
      "tptbox_samples/sample_mri/sub-mri_seg-subreg_label-6_msk.nii.gz", (61,), "MR"),
     ("sct_testing_data/t1/t1w.nii.gz", "sct_testing_data/t1/t1w_seg-manual.nii.gz", (1,), "MR"),
+    ("sct_testing_data/t2/t2.nii.gz", "sct_testing_data/t2/t2_seg-manual.nii.gz", (1,), "MR"),
 ]
-# known weak: on the SCT T2 the chain follows the bright CSF beside the cord (5-6 mm from the cord's centre, still
-# inside the dural sac); the abdominal T1 MR (example_mr_sm), whose canal is dark, is missed (docs/real_data.md)
-WEAK = [("sct_testing_data/t2/t2.nii.gz", "sct_testing_data/t2/t2_seg-manual.nii.gz", (1,), "MR", 6.5)]
+# the abdominal T1 MR (example_mr_sm), whose canal is dark in a cluttered 3 mm abdomen, is still missed
+# (docs/real_data.md); the SCT T2, once 5-6 mm off on the CSF beside the cord, is centred since stage 1 scales the
+# scan to its 98th percentile (a few very bright voxels no longer squash the sac)
 
 
 @needs_data
@@ -53,16 +54,6 @@ def test_canal_on_real_scans_matches_the_reference(scan, ref, ids, modality):
     assert np.percentile(errs[np.isfinite(errs)], 90) <= 3.0
     assert result.canal.shape == vol.shape and result.canal.dtype == np.uint8
     assert 40.0 <= np.median(result.area_mm2) <= 700.0  # an adult canal's cross-section
-
-
-@needs_data
-@pytest.mark.parametrize("scan,ref,ids,modality,bound", WEAK, ids=[r[0].split("/")[-1] for r in WEAK])
-def test_canal_on_the_weak_real_scans_stays_in_the_sac(scan, ref, ids, modality, bound):
-    result = find_canal(read_image(DATA / scan), modality)
-    assert result.found, result.reason
-    r = nib.load(DATA / ref)
-    errs = canal_centre_errors(result.centreline, Volume(np.isin(np.asarray(r.dataobj), ids).astype(np.uint8), r.affine))
-    assert np.isfinite(errs).mean() >= 0.9 and errs[np.isfinite(errs)].max() <= bound
 
 
 @needs_data
@@ -231,3 +222,54 @@ def test_canal_back_on_the_input_grid_equals_resampling_the_whole_grid(phantoms,
     got = to_input_grid(mask, grid, vol)
     assert got.dtype == np.uint8 and got.any()
     np.testing.assert_array_equal(got.astype(bool), whole)
+
+
+def _stored(vol: Volume, axcodes: str) -> Volume:
+    """``vol`` stored along ``axcodes`` (the same image in the world)."""
+    from pipeline.preprocess.grid import orientation, reoriented_affine
+
+    ornt = orientation(vol.affine, axcodes)
+    return Volume(nib.orientations.apply_orientation(vol.array, ornt), reoriented_affine(vol.affine, vol.shape, ornt))
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "PIR"])
+def test_dark_csf_lumbar_mr_phantom_is_found(axcodes):
+    """Contrast-enhanced fat-suppressed T1 (``lumbar-mr``): CSF dark, the aorta and IVC the brightest tubes in
+    front; the canal is the dark tube behind the bodies (stage 1 looks in both polarities)."""
+    ph = generate_phantom(preset_config("lumbar-mr", seed=1004, spacing=(1.2, 1.2, 1.5), orientation=axcodes,
+                                        levels=("L2", "L5")))
+    r = find_canal(ph.image, "MR")
+    assert r.found, r.reason
+    u, v, _ = ph.axis.to_straight(r.centreline)
+    assert np.median(np.hypot(u, v)) <= 3.0  # measured 1.3 mm (90th percentile 3.5)
+
+
+def _registry_entry(scan_id: str):
+    root = Path(__file__).resolve().parents[1] / "configs" / "real_scans.yaml"
+    try:
+        from pipeline.io.registry import read_registry
+
+        return {e.id: e for e in read_registry(root)}[scan_id]
+    except ImportError:
+        from pipeline.synth.hybrid import read_registry
+
+        return read_registry(root)[scan_id]
+
+
+@needs_data
+@pytest.mark.parametrize("axcodes", ["RAS", "PIR"])
+def test_mr_hybrid_with_bright_veins_beside_the_sac_is_found(axcodes):
+    """A hybrid of the SCT T1 with enhanced veins (1.4-2x the scan's 99th percentile) drawn in and beside the sac,
+    its canal the reference cord's centre line: stage 1 still finds the canal (it was 'no spine in view')."""
+    from pipeline.spine import CanalResult
+    from pipeline.synth.hybrid import generate_hybrid_from_scan
+
+    def reference_only(image, modality):  # the hybrid's canal from the reference label, not from stage 1
+        return CanalResult(NO_SPINE, "reference", modality=modality)
+
+    ph = generate_hybrid_from_scan(_registry_entry("sct_t1"), 60002, find_canal=reference_only)
+    assert ph.info.get("vein_polarity") == "bright"
+    r = find_canal(_stored(ph.image, axcodes), "MR")
+    assert r.found, r.reason
+    u, v, _ = ph.axis.to_straight(r.centreline)
+    assert np.median(np.hypot(u, v)) <= 2.0  # measured 0.6 mm

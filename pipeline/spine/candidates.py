@@ -1,4 +1,4 @@
-"""Per axial slice, the places that could be the vertebral canal: CT holes in a bone ring, MR bright tubes.
+"""Per axial slice, the places that could be the vertebral canal: CT holes in a bone ring (MR: :mod:`.mr`).
 
 Each candidate is a 2-D region of one axial slice of the coarse grid (:mod:`.grid`); :mod:`.track` then keeps
 the one chain of them that runs along the body like a spinal canal.
@@ -7,10 +7,7 @@ CT: the canal is the soft-tissue hole (fat, CSF, cord: under ``soft_max_hu``) th
 (body, pedicles, laminae: over ``bone_hu``) closes around, with the vertebral body in front of it. Where the
 ring is open (discs, interlaminar gaps) the bone is closed by growing radii until it is, up to ``close_mm``.
 
-MR: no intensity means bone. The canal's contents (CSF and the cord or cauda equina) form a tube of 8-20 mm
-that is brighter than the dark ring of cortex and ligament around it on T2 and on T1 (the cord); candidates are
-the bright blobs of that size in each slice (a normalised Laplacian of Gaussian), segmented by a threshold
-halfway between the blob and its ring.
+MR (:mod:`.mr`): no intensity means bone; candidates are the blobs of a canal's size, bright or dark.
 """
 
 from __future__ import annotations
@@ -170,97 +167,3 @@ def _body_in_front(dense: np.ndarray, x: int, y: int, sp: float) -> float:
     y0, y1 = max(int(round(y + 6 / sp)), 0), int(round(y + 30 / sp)) + 1
     strip = dense[x0:x1, y0:y1]
     return float(strip.mean()) if strip.size else 0.0
-
-
-def mr_candidates(grid: CoarseGrid, *, radii_mm: tuple[float, ...] = (3.0, 4.5, 6.0, 8.0)) -> list[list[Candidate]]:
-    """Canal candidates of an MR on the coarse grid, one list per axial slice (see the module docstring).
-
-    Parameters
-    ----------
-    grid : CoarseGrid
-        The MR (any units).
-    radii_mm : tuple of float
-        Blob radii looked for, mm (the cord is 3-5 mm in radius, the dural sac 6-10 mm).
-    """
-    sp = grid.spacing
-    a = grid.array.astype(np.float32)
-    above = a[a > np.percentile(a, 5)] if a.size else a
-    lo, hi = np.percentile(above, [1, 99.5]) if above.size else (0.0, 1.0)  # an empty field: nothing is bright
-    a = np.clip((a - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    body = a > 0.1
-    out: list[list[Candidate]] = []
-    for k in range(a.shape[2]):
-        sl = a[:, :, k]
-        found: list[Candidate] = []
-        if body[:, :, k].sum() * sp * sp < 400.0:
-            out.append(found)
-            continue
-        scales = [-(r / sp) ** 2 * ndimage.gaussian_laplace(sl, r / sp / np.sqrt(2)) for r in radii_mm]
-        resp = np.max(scales, axis=0)
-        peaks = (resp == ndimage.maximum_filter(resp, size=max(3, int(6 / sp) | 1))) & (resp > 0.08)
-        for x, y in np.argwhere(peaks):
-            cand = _grow_blob(sl, x, y, sp, k, float(resp[x, y]))
-            if cand is not None:
-                found.append(cand)
-        out.append(found)
-    return out
-
-
-def _grow_blob(sl: np.ndarray, x: int, y: int, sp: float, k: int, resp: float) -> Candidate | None:
-    """The bright region around (x, y): over halfway between the blob's centre and its ring at 9-14 mm, grown
-    again around its own centroid (a peak on one side of the bright CSF around a darker cord moves to the middle)."""
-    cx, cy = float(x), float(y)
-    region = None
-    for _ in range(3):
-        got = _bright_region(sl, cx, cy, sp)
-        if got is None:
-            break
-        region, contrast = got
-        nx, ny = region.mean(axis=0)
-        if np.hypot(nx - cx, ny - cy) * sp < 0.5:
-            break
-        cx, cy = nx, ny
-    if region is None:
-        return None
-    area = len(region) * sp * sp
-    if not AREA_MM2[0] <= area <= AREA_MM2[1]:
-        return None
-    box = np.ptp(region, axis=0) + 1
-    compact = len(region) / float(np.prod(box))
-    if compact < 0.35:
-        return None
-    score = float(np.clip(0.5 * min(resp / 0.4, 1.0) + 0.3 * compact + 0.2 * min(contrast / 0.4, 1.0), 0, 1))
-    return Candidate(k, region.mean(axis=0), region, area, score)
-
-
-def _bright_region(sl: np.ndarray, cx: float, cy: float, sp: float):
-    """(N, 2) voxels of the bright blob around (cx, cy) and its contrast to the ring, or None."""
-    x, y = int(round(cx)), int(round(cy))
-    if not (0 <= x < sl.shape[0] and 0 <= y < sl.shape[1]):
-        return None
-    rr = int(np.ceil(14 / sp))
-    x0, x1, y0, y1 = max(x - rr, 0), min(x + rr + 1, sl.shape[0]), max(y - rr, 0), min(y + rr + 1, sl.shape[1])
-    win = sl[x0:x1, y0:y1]
-    gx, gy = np.mgrid[x0:x1, y0:y1]
-    d = np.hypot(gx - cx, gy - cy) * sp
-    core = win[d <= 2.5] if (d <= 2.5).any() else win[x - x0:x - x0 + 1, y - y0:y - y0 + 1].ravel()
-    centre = float(np.median(core))
-    ring_px = win[(d > 9) & (d <= 14)]
-    ring = float(np.percentile(ring_px, 30)) if ring_px.size else 0.0
-    bright = (win > 0.5 * (centre + ring)) & (d <= 13)
-    if centre - ring < 0.08:  # a cord darker than its CSF: the CSF around it is the blob
-        hi = float(np.percentile(win[d <= 9], 90)) if (d <= 9).any() else centre
-        if hi - ring < 0.08:
-            return None
-        bright = (win > 0.5 * (hi + ring)) & (d <= 13)
-        centre = hi
-    filled = ndimage.binary_fill_holes(bright)
-    lab, _ = ndimage.label(filled)
-    # the component at the centre, or the one that surrounds it (the CSF ring around a cord)
-    own = lab[x - x0, y - y0]
-    if own == 0:
-        return None
-    region = lab == own
-    if region[d > 12.5].any():  # leaks beyond a canal's size
-        return None
-    return np.argwhere(region) + [x0, y0], centre - ring

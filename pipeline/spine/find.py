@@ -1,7 +1,7 @@
 """Stage 1: find the spine and the vertebral canal in a whole scan, fast, before any plexus is looked for.
 
 ``find_canal`` puts the scan on a coarse RAS grid (:mod:`.grid`), collects canal candidates per axial slice
-(:mod:`.candidates`: CT bone enclosure, MR bright tubes), keeps the one chain that runs like a canal
+(:mod:`.candidates`: CT bone enclosure; :mod:`.mr`: MR tubes brighter or darker than their ring), keeps the one chain that runs like a canal
 (:mod:`.track`) and decides whether a spine is in view at all: a canal followed over at least ``min_length_mm``,
 seen on most of its slices, with clear candidates. A scan that fails is reported ``no spine in view`` with the
 reason (a status, not an error): a brain, a knee, an abdomen above the spine, an empty field.
@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.volume import Volume
-from .candidates import ct_candidates, mr_candidates
+from .candidates import ct_candidates
 from .grid import CoarseGrid, coarse_spacing, to_coarse, to_input_grid
+from .mr import mr_candidates, normalise, pick_chain
 from .track import Chain, best_chain, body_depth, body_midline, ct_wall, disc_mask, star_mask
 
 log = logging.getLogger("plexus")
@@ -106,10 +107,15 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
         return CanalResult(NO_SPINE, f"the field of view is {extent.min():.0f} mm across at its "
                            "narrowest; no vertebral canal fits", modality=modality, seconds=time.perf_counter() - t0)
     grid = to_coarse(vol, coarse_spacing(vol))
-    cands = ct_candidates(grid) if modality == "CT" else mr_candidates(grid)
     body = _body(grid, modality)
-    chain = best_chain(cands, grid.spacing, dz=grid.dz, midline=body_midline(body),
-                       depth=body_depth(body) if modality == "MR" else None)
+    midline = body_midline(body)
+    if modality == "CT":
+        chain = best_chain(ct_candidates(grid), grid.spacing, dz=grid.dz, midline=midline)
+    else:  # both polarities (T2: bright CSF; T1: dark CSF), the chain that runs like the canal kept
+        depth, norm = body_depth(body), normalise(grid.array)
+        chains = {p: best_chain(mr_candidates(grid, p, normalised=norm), grid.spacing, dz=grid.dz,
+                                midline=midline, depth=depth) for p in ("bright", "dark")}
+        _, chain = pick_chain(chains, grid.dz, grid.spacing)
     verdict = _verdict(chain, grid, min_length_mm, min_coverage, min_score)
     if verdict:
         return CanalResult(NO_SPINE, verdict, modality=modality, seconds=time.perf_counter() - t0)
