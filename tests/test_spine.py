@@ -241,7 +241,7 @@ def test_dark_csf_lumbar_mr_phantom_is_found(axcodes):
     r = find_canal(ph.image, "MR")
     assert r.found, r.reason
     u, v, _ = ph.axis.to_straight(r.centreline)
-    assert np.median(np.hypot(u, v)) <= 3.0  # measured 1.3 mm (90th percentile 3.5)
+    assert np.median(np.hypot(u, v)) <= 3.0  # measured 1.7 mm (90th percentile 4.8)
 
 
 def _registry_entry(scan_id: str):

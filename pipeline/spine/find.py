@@ -113,9 +113,9 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
         chain = best_chain(ct_candidates(grid), grid.spacing, dz=grid.dz, midline=midline)
     else:  # both polarities (T2: bright CSF; T1: dark CSF), the chain that runs like the canal kept
         depth, norm = body_depth(body), normalise(grid.array)
-        chains = {p: best_chain(mr_candidates(grid, p, normalised=norm), grid.spacing, dz=grid.dz,
+        chains = {p: best_chain(mr_candidates(grid, p, normalised=norm, midline=midline), grid.spacing, dz=grid.dz,
                                 midline=midline, depth=depth) for p in ("bright", "dark")}
-        _, chain = pick_chain(chains, grid.dz, grid.spacing)
+        _, chain = pick_chain(chains, grid.dz, grid.spacing, depth)
     verdict = _verdict(chain, grid, min_length_mm, min_coverage, min_score)
     if verdict:
         return CanalResult(NO_SPINE, verdict, modality=modality, seconds=time.perf_counter() - t0)
