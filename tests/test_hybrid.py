@@ -193,7 +193,8 @@ def test_training_config_makes_hybrid_cases_once(tmp_path, host):
         all_cases(missing)
 
 
-@pytest.mark.parametrize("name, config", [("plexus_phantom", "phantom.yaml"), ("plexus_hybrid", "phantom_hybrid.yaml")])
+@pytest.mark.parametrize("name, config", [("plexus", "plexus.yaml"), ("plexus_base", "plexus_base.yaml"),
+                                          ("plexus_phantom", "phantom.yaml"), ("plexus_hybrid", "phantom_hybrid.yaml")])
 def test_shipped_models_load_and_match_their_configs(name, config):
     """Each shipped model folder loads, and the config it was trained with is the one in configs/ (data, model,
     preprocessing, training schedule): the models are reproducible from the repository."""
@@ -212,6 +213,12 @@ def test_shipped_models_load_and_match_their_configs(name, config):
     hybrids = used["data"].get("hybrid") or []
     assert [(h["image"].split("data/")[-1], h["count"], h["seed"]) for h in hybrids] == \
         [(h["image"].split("data/")[-1], h["count"], h["seed"]) for h in ours["data"].get("hybrid") or []]
+    assert used["data"].get("randomised") == ours["data"].get("randomised")
+    if (ours["data"].get("randomised") or {}).get("scans"):   # the real scans it saw are listed, by registry id
+        assert {"totalseg_ct", "tptbox_t2"} <= set(meta["training_scans"])
+        assert not {"sct_t1", "sct_t2", "totalseg_mr"} & set(meta["training_scans"])
+    elif name != "plexus_hybrid":
+        assert meta["training_scans"] == []
 
 
 def test_a_patient_rotated_in_the_scanner_gets_the_same_hybrid(host):

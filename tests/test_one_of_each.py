@@ -16,7 +16,7 @@ from pipeline.inference.model import ModelMetadata, load_model
 from pipeline.postprocess.measure import COLUMNS
 from tests.conftest import ROOT
 
-SHIPPED = ROOT / "models" / "plexus_phantom"
+SHIPPED = ROOT / "models" / "plexus"  # the default model
 
 
 def test_load_model_returns_typed_metadata_that_still_reads_as_its_json():

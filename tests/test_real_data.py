@@ -44,7 +44,7 @@ def real_run(tmp_path_factory):
         for cid, (img, vert, _) in CASES.items():
             w.writerow([cid, SHARED_DATA / img, SHARED_DATA / vert if vert else ""])
     out = d / "out"
-    code = main(["-q", "infer", str(listing), "-o", str(out), "--model", str(ROOT / "models" / "plexus_phantom"),
+    code = main(["-q", "infer", str(listing), "-o", str(out), "--model", str(ROOT / "models" / "plexus"),
                  "--no-tta", "--device", "cpu"])
     return code, out
 

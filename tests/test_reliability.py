@@ -29,7 +29,7 @@ from pipeline.train.config import load_config
 from tests.conftest import ROOT
 from tests.dicom_fixture import write_series
 
-SHIPPED = ROOT / "models" / "plexus_phantom"
+SHIPPED = ROOT / "models" / "plexus"  # the default model
 
 
 def _nifti(path, arr, affine=None):

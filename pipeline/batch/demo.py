@@ -28,7 +28,7 @@ def _truth(case: Path) -> dict:
     return {(r["level"], r["channel"]): r["median_diameter_mm"] for r in read_calibre_csv(path)}
 
 
-def run_demo(sample_dir: Path, out_dir: Path, model: Path = Path("models/plexus_phantom")) -> int:
+def run_demo(sample_dir: Path, out_dir: Path, model: Path = Path("models/plexus")) -> int:
     """Run the pipeline on every sample case; return the exit code of the batch."""
     listing = Path(sample_dir) / "cases.csv"
     if not listing.exists():

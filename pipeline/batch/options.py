@@ -63,7 +63,7 @@ class InferOptions:
         A value no run can take (it names the flag).
     """
 
-    model: Path = Path("models/plexus_phantom")
+    model: Path = Path("models/plexus")
     device: str = "auto"
     vertebrae: str | None = None
     vertebrae_convention: str = "auto"

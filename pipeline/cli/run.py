@@ -73,7 +73,7 @@ def add_infer(sub) -> None:
                                    "succeeded, 1 when some failed (listed in run.json), 2 on a usage error.")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder (one sub-folder per case)")
-    p.add_argument("--model", type=Path, default=Path("models/plexus_phantom"), help="model folder")
+    p.add_argument("--model", type=Path, default=Path("models/plexus"), help="model folder")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--vertebrae", help="vertebra map (one case) or folder of maps named by case id (levels)")
     p.add_argument("--vertebrae-convention", choices=CONVENTIONS, default="auto",
@@ -165,7 +165,7 @@ def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the pipeline on the shipped sample data")
     p.add_argument("--sample-dir", type=Path, default=Path("sample_data"), help="folder of sample cases")
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
-    p.add_argument("--model", type=Path, default=Path("models/plexus_phantom"), help="model folder")
+    p.add_argument("--model", type=Path, default=Path("models/plexus"), help="model folder")
     p.set_defaults(func=_run_demo)
 
 
