@@ -289,9 +289,11 @@ def report(args, sources, cases, results, thresholds, recs, registry) -> None:
     loso_thr = sorted({(c["scan"], round(c["threshold"], 5)) for c in cases if c["source"] == "loso"})
     out = {"command": cmd, "commit": git_rev(), "machine": machine(), "thresholds": {m: t for m, (t, _, _) in thresholds.items()},
            "loso_thresholds": dict(loso_thr), "cases": per_case}
-    (ROOT / "docs" / "by_source.json").write_text(json.dumps(out, indent=1, default=float))
-    if args.no_doc:
+    if args.no_doc:  # a trial run leaves the published figures alone
+        if args.out is not None:
+            (args.out / "by_source.json").write_text(json.dumps(out, indent=1, default=float))
         return
+    (ROOT / "docs" / "by_source.json").write_text(json.dumps(out, indent=1, default=float))
     update_doc("by_source", f"""## Evaluation by source (issue 20)
 
 Command: `{cmd}` (commit {git_rev()}; {machine()}); per-case figures in `docs/by_source.json`.
