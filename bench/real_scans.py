@@ -31,11 +31,11 @@ DOC = ROOT / "docs" / "real_data.md"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom",
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus",
                     help="model folder (default: the shipped model); another one gets its own section and pictures")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
-    shipped = args.model.resolve() == (ROOT / "models" / "plexus_phantom").resolve()
+    shipped = args.model.resolve() == (ROOT / "models" / "plexus").resolve()
     suffix = "" if shipped else f"_{args.model.name}"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
