@@ -99,7 +99,9 @@ def test_ctrl_c_or_sigterm_saves_last_checkpoint_then_resume_finishes(tmp_path, 
     cmd = [sys.executable, "-m", "pipeline.cli", "-q", "train", "--config", str(SMOKE),
            "--override", f"output.run_dir={run}", "--override", f"output.model_dir={tmp_path / 'int_model'}",
            "--override", "train.iterations=1000", "--override", "train.val_every=5000"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a runner started as a background job ignores SIGINT, and the child would inherit that: reset it to default
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     metrics = run / "metrics.csv"   # one row per step: signal a few steps in (a fast machine runs the tiny
     while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) > 3):
