@@ -15,7 +15,7 @@ used when :mod:`.randomise` keeps the source's contrast. Training classes: 0 bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +82,6 @@ def _on_model_grid(vols: list[Volume], spacing: float, orders: list[int]) -> lis
 
 def phantom_label_case(cfg: PhantomConfig, *, spacing: float = 0.8) -> LabelCase:
     """The label map of one of our phantoms (``cfg`` drawn at ``spacing`` mm, RAS; the image is not kept)."""
-    from dataclasses import replace
-
     ph = generate_phantom(replace(cfg, spacing=(spacing,) * 3, orientation="RAS", render_image=True))
     tissues, mask, frac, verts = _on_model_grid([ph.tissues, ph.mask, ph.fraction, ph.vertebrae], spacing, [0, 0, 1, 0])
     labels = tissues.astype(np.uint8) + 1

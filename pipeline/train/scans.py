@@ -7,8 +7,6 @@ the scan is not in that list.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..core.errors import InputError
 from ..io.registry import ScanEntry, read_registry
 from .config import TrainConfig
@@ -16,13 +14,13 @@ from .config import TrainConfig
 __all__ = ["ScanEntry", "eligible", "loso_folds", "randomised_scans", "read_registry", "training_scans"]
 
 
-def randomised_scans(cfg: TrainConfig) -> list[ScanEntry]:
+def randomised_scans(cfg: TrainConfig, entries: list[ScanEntry] | None = None) -> list[ScanEntry]:
     """The real scans whose label maps a run's randomised source uses: those of the registry with a vertebra map,
     not excluded, whose files exist (a missing one is an error: a run never silently trains on less)."""
     src = cfg.data.randomised
     if src is None or src.scans is None:
         return []
-    entries = read_registry(src.scans)
+    entries = read_registry(src.scans) if entries is None else entries
     known = {e.id for e in entries}
     unknown = sorted(set(src.exclude_scans) - known)
     if unknown:
@@ -35,15 +33,14 @@ def randomised_scans(cfg: TrainConfig) -> list[ScanEntry]:
     return used
 
 
-def training_scans(cfg: TrainConfig, registry: str | Path | None = None) -> list[str]:
+def training_scans(cfg: TrainConfig) -> list[str]:
     """Ids of the real scans a run sees in training: its randomised scans and the scans of its hybrid sources
-    (matched to the registry by image path)."""
-    ids = [e.id for e in randomised_scans(cfg)]
-    reg = registry or (cfg.data.randomised.scans if cfg.data.randomised is not None else None)
-    if cfg.data.hybrid:
-        by_path = {e.image.resolve(): e.id for e in read_registry(reg)} if reg is not None else {}
-        for src in cfg.data.hybrid:
-            ids.append(by_path.get(src.image.resolve(), str(src.image)))
+    (matched to the registry by image path; a hybrid source outside the registry is named by its path)."""
+    src = cfg.data.randomised
+    entries = read_registry(src.scans) if src is not None and src.scans is not None else []
+    ids = [e.id for e in randomised_scans(cfg, entries)]
+    by_path = {e.image.resolve(): e.id for e in entries if e.image is not None}
+    ids += [by_path.get(h.image.resolve(), str(h.image)) for h in cfg.data.hybrid]
     return sorted(set(ids))
 
 
