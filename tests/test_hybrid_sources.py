@@ -103,3 +103,34 @@ def test_model_picker_never_returns_a_model_that_saw_the_scan_or_its_patient(tmp
     assert pick_model(by_id["c"], entries, [everything], loso) == everything  # never seen: the first given
     half = _fake_model(tmp_path / "half", ["a2"])                            # saw the other scan of a1's patient
     assert pick_model(by_id["a1"], entries, [half]) is None
+
+
+def test_vein_visibility_is_the_veins_contrast_to_noise_against_their_surround():
+    from pipeline.synth.hybrid import vein_visibility
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(100.0, 10.0, (40, 40, 40))
+    mask = np.zeros(base.shape, bool)
+    mask[18:22, 18:22, :] = True                       # a 4-voxel-wide vein along the last axis
+    bright = base + 30.0 * mask                        # 30 units above a surround of SD 10: CNR about 3
+    assert 2.6 < vein_visibility(bright, mask) < 3.4
+    assert vein_visibility(base, mask) < 0.3           # a vein of the surround's own intensity: invisible
+    assert vein_visibility(base - 30.0 * mask, mask) == pytest.approx(vein_visibility(bright, mask), rel=0.2)
+    assert np.isnan(vein_visibility(base, np.zeros(base.shape, bool)))
+
+
+def test_visibility_table_puts_every_case_in_one_visibility_row():
+    from by_source import _key, visibility_table
+
+    model = ROOT / "models" / "plexus"
+    cases = [{"case_id": f"c{k}", "scan": s, "modality": mod, "vein_polarity": pol, "vein_cnr": cnr, "models": [model]}
+             for k, (s, mod, pol, cnr) in enumerate([("a", "MR", "bright", 2.0), ("a", "MR", "dark", 0.1),
+                                                     ("b", "CT", None, 0.5), ("b", "CT", None, 0.05)])]
+    results = {"baseline": {c["case_id"]: {"dice": 0.1} for c in cases},
+               _key(model): {c["case_id"]: {"dice": d} for c, d in zip(cases, (0.8, 0.0, 0.4, 0.2))}}
+    text = visibility_table(cases, results)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "| 1 | a | 2.00 | 0.800 / 0.100 |" in rows["visible (CNR >= 1)"]
+    assert "| 1 | b | 0.50 | 0.400 / 0.100 |" in rows["faint (0.3 <= CNR < 1)"]
+    assert "| 2 | a, b | 0.08 | 0.100 / 0.100 |" in rows["invisible (CNR < 0.3)"]
+    assert "| 2 | b |" in rows["CT (venous phase)"] and "0.300 / 0.100" in rows["CT (venous phase)"]

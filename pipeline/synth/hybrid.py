@@ -17,7 +17,7 @@ Without a vertebra map (:func:`generate_hybrid_in_canal`, :func:`generate_hybrid
 from the canal centre line of stage 1 (:func:`.canal.sections_from_centreline`), the veins are kept out of the
 scan's own bone on CT (HU > 200) and within the canal's outline on MR; MR veins are then drawn bright
 (enhanced, as above), dark (flow void, 0.2-0.5x the local tissue) or intermediate, recorded in ``phantom.json``
-(``vein_polarity``). Registry scans (``configs/real_scans.yaml``) are made at their own resolution (coarsest
+(``vein_polarity``), with how visible the veins came out (``vein_cnr``, :func:`vein_visibility`). Registry scans (``configs/real_scans.yaml``) are made at their own resolution (coarsest
 voxel side, 1-3 mm).
 
 The real scan may hold real epidural veins of its own; they are not in the truth. On 1-3 mm clinical scans
@@ -199,6 +199,33 @@ def _vein_value(rng, modality: str, img, near: np.ndarray, local_mean: np.ndarra
                                                      "vein_share_to_bright": round(float(f), 3)}
 
 
+def vein_visibility(image: np.ndarray, mask: np.ndarray, *, shell_voxels: int = 2) -> float:
+    """How visible the drawn veins are: |mean in the veins - mean around them| / SD around them.
+
+    Parameters
+    ----------
+    image : (I, J, K) array
+        The hybrid image.
+    mask : (I, J, K) bool
+        The veins (the truth).
+    shell_voxels : int
+        Width of the surround, voxels: the voxels within it of a vein that are not vein.
+
+    Returns
+    -------
+    float
+        The contrast-to-noise ratio of the veins against what surrounds them (texture and anatomy count as
+        noise); about 0 where a dark vein lies in dark tissue (a flow void against bone on T2), NaN without veins.
+    """
+    if not mask.any():
+        return float("nan")
+    shell = ndimage.binary_dilation(mask, iterations=shell_voxels) & ~mask
+    around = image[shell].astype(np.float64)
+    sd = float(around.std()) if around.size > 1 else 0.0
+    diff = abs(float(image[mask].astype(np.float64).mean()) - float(around.mean())) if around.size else 0.0
+    return round(diff / sd, 3) if sd > 0 else float("inf")
+
+
 def _insert(image: Volume, sections: list[CanalSection], cfg: HybridConfig, vertebrae, source: str, vert_path: str):
     rng = np.random.default_rng(cfg.seed)
     axis = CanalAxis(sections)
@@ -240,6 +267,7 @@ def _insert(image: Volume, sections: list[CanalSection], cfg: HybridConfig, vert
         info = np.iinfo(dtype)
         out = np.clip(np.round(out), info.min, info.max)
     out = out.astype(dtype)
+    vein["vein_cnr"] = vein_visibility(out, mask)
 
     meta = {"modality": cfg.modality, "warnings": []}
     shape = np.array(img.shape)
