@@ -18,7 +18,7 @@ import numpy as np
 from ..core.volume import Volume
 from .candidates import ct_candidates
 from .grid import CoarseGrid, coarse_spacing, to_coarse, to_input_grid
-from .mr import mr_candidates, normalise, pick_chain
+from .mr import mirror_symmetry, mr_candidates, normalise, pick_chain
 from .track import Chain, best_chain, body_depth, body_midline, ct_wall, disc_mask, star_mask
 
 log = logging.getLogger("plexus")
@@ -26,6 +26,8 @@ log = logging.getLogger("plexus")
 SPINE_FOUND = "ok"
 NO_SPINE = "no spine in view"
 MR_CANAL_RADIUS_MM = 9.0  # half the width of an adult dural sac with its epidural space
+MR_MIN_SYMMETRY = 0.45    # least median mirror symmetry about an MR canal (real canals 0.58-0.70, phantoms 0.66-0.85;
+                          # a vessel or a tube in a textured field 0.27-0.43)
 
 
 @dataclass
@@ -113,10 +115,13 @@ def find_canal(vol: Volume, modality: str, *, min_length_mm: float = 25.0, min_c
         chain = best_chain(ct_candidates(grid), grid.spacing, dz=grid.dz, midline=midline)
     else:  # both polarities (T2: bright CSF; T1: dark CSF), the chain that runs like the canal kept
         depth, norm = body_depth(body), normalise(grid.array)
-        chains = {p: best_chain(mr_candidates(grid, p, normalised=norm, midline=midline), grid.spacing, dz=grid.dz,
-                                midline=midline, depth=depth) for p in ("bright", "dark")}
+        sym = mirror_symmetry(norm, grid.spacing)
+        chains = {p: best_chain(mr_candidates(grid, p, normalised=norm, symmetry=sym, midline=midline),
+                                grid.spacing, dz=grid.dz, midline=midline, depth=depth) for p in ("bright", "dark")}
         _, chain = pick_chain(chains, grid.dz, grid.spacing, depth)
     verdict = _verdict(chain, grid, min_length_mm, min_coverage, min_score)
+    if not verdict and modality == "MR":
+        verdict = _asymmetric(chain, sym)
     if verdict:
         return CanalResult(NO_SPINE, verdict, modality=modality, seconds=time.perf_counter() - t0)
     # CT: out to the bony wall; MR: a circle of an adult canal's half-width around the centre found (the MR wall
@@ -136,6 +141,19 @@ def _body(grid: CoarseGrid, modality: str) -> np.ndarray:
     if modality == "CT":
         return a > -300.0
     return a > 0.2 * np.percentile(a, 95)
+
+
+def _asymmetric(chain: Chain, sym: np.ndarray, min_symmetry: float = MR_MIN_SYMMETRY) -> str:
+    """Why an MR chain is no canal ('' when it may be one): an axial slice through the spine is mirror-symmetric
+    about its canal (:func:`pipeline.spine.mr.mirror_symmetry`), the median over the chain's members at least
+    ``min_symmetry``; a vessel beside the midline, a tube in a knee or in a textured field is not."""
+    at = np.array([np.rint(m.centre).astype(int).tolist() + [m.k] for m in chain.members])
+    at[:, :2] = np.clip(at[:, :2], 0, np.array(sym.shape[:2]) - 1)
+    got = float(np.median(sym[tuple(at.T)]))
+    if got < min_symmetry:
+        return (f"no vertebral canal found: the best candidate's surroundings are mirror-symmetric about it at "
+                f"{got:.2f} (at least {min_symmetry:g}): a vessel or a tube, not a canal")
+    return ""
 
 
 def _verdict(chain: Chain | None, grid: CoarseGrid, min_length_mm: float, min_coverage: float,

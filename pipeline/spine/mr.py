@@ -13,6 +13,14 @@ the one that runs like the canal.
 
 The intensities are scaled between low percentiles and the 98th, and clipped: a few very bright voxels (enhanced
 veins at 1.4-2x the 99th percentile, fat, a surface coil's hot spot) do not squash the sac into the background.
+
+An axial slice through the spine is mirror-symmetric about the canal (the vertebral body in front, the pedicles,
+laminae and paraspinal muscles on both sides, in every sequence), and nothing else in the trunk or neck is: the
+aorta and the IVC lie beside the midline, fat lobules and a lamina's marrow beside the canal, and a textured
+field is symmetric about no line. :func:`mirror_symmetry` gives, for every voxel, the correlation of the window
+around it with its mirror image about the sagittal line through it; blobs are looked at in the order of their
+response times :func:`symmetry_weight`, and their score is weighted by it, so a low-contrast canal (a T1 at 3 mm,
+its dark sac beside dark muscle) wins over brighter blobs off the axis, and a field without a spine scores low.
 """
 
 from __future__ import annotations
@@ -30,6 +38,11 @@ OPEN = np.ones((3, 3), bool)
 # the cuts tried in turn: the share of the way from the ring to the blob, and whether thin necks are opened
 LEVELS = ((0.5, False), (0.5, True))
 EDGE_MM = 9.0                      # a canal centre lies at least this far inside the field (its ring in view)
+SYM_HALF_MM = (30.0, 25.0)         # the window mirrored about a sagittal line: +-30 mm left-right, +-25 mm AP
+SYM_GAP_MM = 10.0                  # ... without the band of +-10 mm around the line (the blob itself: any round
+                                   # blob is symmetric about its own axis; the canal's surroundings are)
+SYM_FULL = 0.5                     # a mirror correlation from which a blob counts as fully symmetric
+SYM_FLOOR = 0.2                    # the weight of a blob symmetric about no line through it
 
 
 def normalise(a: np.ndarray) -> np.ndarray:
@@ -42,13 +55,30 @@ def normalise(a: np.ndarray) -> np.ndarray:
 
 
 def polarity_image(a: np.ndarray, polarity: str) -> np.ndarray:
-    """The normalised scan (``'bright'``) or its inverse (``'dark'``: the air around the body becomes one bright
-    region far wider than a canal, and no candidate)."""
+    """The normalised scan (``'bright'``) or the inverse of the mean of it and its :func:`equalise` d ranks
+    (``'dark'``: the air around the body becomes one bright region far wider than a canal, and no candidate).
+
+    A linear scale is set by the brightest tissue (fat, CSF on T2): the dark end, where a T1's CSF, cortex, muscle
+    and marrow all lie, is squeezed into a tenth of it, and a dark sac beside dark muscle has almost no contrast.
+    In ranks the sac, among the darkest few per cent of the body, stands apart from muscle and marrow; the linear
+    half keeps it apart where much of the body is dark (fat-suppressed T1: fat, muscle and CSF all low).
+    """
     if polarity == "bright":
         return a
     if polarity != "dark":
         raise ValueError(f"polarity: expected 'bright' or 'dark', got {polarity!r}")
-    return (1.0 - a).astype(np.float32)
+    return (1.0 - 0.5 * (a + equalise(a))).astype(np.float32)
+
+
+def equalise(a: np.ndarray, levels: int = 200) -> np.ndarray:
+    """``a`` mapped to its rank among the voxels over its 5th percentile (the body), 0..1, by ``levels`` quantiles
+    (linear between them; ties share one rank, the air below the body is 0)."""
+    a = np.asarray(a, dtype=np.float32)
+    above = a[a > np.percentile(a, 5)] if a.size else a
+    if above.size == 0:
+        return np.zeros_like(a)
+    q, first = np.unique(np.percentile(above, np.linspace(0, 100, levels + 1)), return_index=True)
+    return np.interp(a, q, first / levels).astype(np.float32)
 
 
 def blob_response(a: np.ndarray, sp: float, radii_mm=RADII_MM) -> np.ndarray:
@@ -65,7 +95,8 @@ def blob_response(a: np.ndarray, sp: float, radii_mm=RADII_MM) -> np.ndarray:
 
 
 def mr_candidates(grid: CoarseGrid, polarity: str = "bright", *, radii_mm: tuple[float, ...] = RADII_MM,
-                  normalised: np.ndarray | None = None, midline: np.ndarray | None = None,
+                  normalised: np.ndarray | None = None, symmetry: np.ndarray | None = None,
+                  midline: np.ndarray | None = None,
                   max_off_mm: float = 35.0, min_relative: float = 0.1, max_tries: int = 32,
                   max_per_slice: int = 12) -> list[list[Candidate]]:
     """Canal candidates of an MR on the coarse grid, one list per axial slice (see the module docstring).
@@ -80,16 +111,20 @@ def mr_candidates(grid: CoarseGrid, polarity: str = "bright", *, radii_mm: tuple
         Blob radii looked for, mm.
     normalised : ndarray, optional
         :func:`normalise` of ``grid.array``, when already computed.
+    symmetry : ndarray, optional
+        :func:`mirror_symmetry` of the normalised scan, when already computed (it is the same for both polarities).
     midline : (Z,) float ndarray, optional
         The body's left-right middle in each slice (voxel x; :func:`pipeline.spine.track.body_midline`): blobs
         over ``max_off_mm`` from it are not looked at (the canal runs in the midline; the kidneys, the bowel and
         the muscles of the flank hold most of an abdomen's blobs).
     min_relative, max_tries, max_per_slice : float, int, int
-        Blobs are looked at from the strongest down, if at least ``min_relative`` of the strongest blob of their
-        slice, ``max_tries`` of them per slice, ``max_per_slice`` kept (an abdomen at 3 mm holds a hundred).
+        Blobs are looked at from the strongest down (their response times :func:`symmetry_weight`), if at least
+        ``min_relative`` of the strongest blob of their slice, ``max_tries`` of them per slice, ``max_per_slice``
+        kept (an abdomen at 3 mm holds a hundred).
     """
     sp = grid.spacing
     a = normalise(grid.array) if normalised is None else normalised
+    weight = symmetry_weight(mirror_symmetry(a, sp) if symmetry is None else symmetry)
     body = a > 0.1
     a = polarity_image(a, polarity)
     resp = blob_response(a, sp, radii_mm)
@@ -102,7 +137,7 @@ def mr_candidates(grid: CoarseGrid, polarity: str = "bright", *, radii_mm: tuple
     if midline is not None:
         mid = np.nan_to_num(np.asarray(midline, float), nan=a.shape[0] / 2)
         at = at[np.abs(at[:, 0] - mid[at[:, 2]]) * sp <= max_off_mm]
-    r = resp[tuple(at.T)]
+    r = resp[tuple(at.T)] * weight[tuple(at.T)]
     top = np.zeros(a.shape[2], np.float32)
     np.maximum.at(top, at[:, 2], r)
     keep = r >= min_relative * top[at[:, 2]]  # the canal is among the strongest blobs of its slice
@@ -114,7 +149,7 @@ def mr_candidates(grid: CoarseGrid, polarity: str = "bright", *, radii_mm: tuple
                 or tried[k] >= max_tries or taken[x, y, k]:
             continue
         tried[k] += 1
-        cand = _grow_blob(a[:, :, k], x, y, sp, int(k), float(resp[x, y, k]))
+        cand = _grow_blob(a[:, :, k], x, y, sp, int(k), float(resp[x, y, k]), weight[:, :, k])
         if cand is not None:
             kept[k] += 1
             taken[cand.pixels[:, 0], cand.pixels[:, 1], k] = True
@@ -122,9 +157,11 @@ def mr_candidates(grid: CoarseGrid, polarity: str = "bright", *, radii_mm: tuple
     return out
 
 
-def _grow_blob(sl: np.ndarray, x: int, y: int, sp: float, k: int, resp: float) -> Candidate | None:
+def _grow_blob(sl: np.ndarray, x: int, y: int, sp: float, k: int, resp: float,
+               weight: np.ndarray | None = None) -> Candidate | None:
     """The bright region around (x, y): over halfway between the blob's centre and its ring at 9-14 mm, grown
-    again around its own centroid (a peak on one side of the bright CSF around a darker cord moves to the middle)."""
+    again around its own centroid (a peak on one side of the bright CSF around a darker cord moves to the middle);
+    its score is weighted by ``weight`` (:func:`symmetry_weight` of the slice) at its centroid."""
     cx, cy = float(x), float(y)
     region = None
     for _ in range(3):
@@ -146,7 +183,61 @@ def _grow_blob(sl: np.ndarray, x: int, y: int, sp: float, k: int, resp: float) -
     if compact < 0.35:
         return None
     score = float(np.clip(0.5 * min(resp / 0.4, 1.0) + 0.3 * compact + 0.2 * min(contrast / 0.4, 1.0), 0, 1))
-    return Candidate(k, region.mean(axis=0), region, area, score)
+    centre = region.mean(axis=0)
+    if weight is not None:
+        cx, cy = np.clip(np.rint(centre).astype(int), 0, np.array(weight.shape) - 1)
+        score *= float(weight[cx, cy])
+    return Candidate(k, centre, region, area, score)
+
+
+def mirror_symmetry(a: np.ndarray, sp: float, half_mm: tuple[float, float] = SYM_HALF_MM,
+                    gap_mm: float = SYM_GAP_MM) -> np.ndarray:
+    """(X, Y, Z) float32, -1..1: how mirror-symmetric each axial slice is about the sagittal line through each voxel.
+
+    The Pearson correlation between the voxels of a window (``half_mm``: half its left-right and antero-posterior
+    size; the band of ``gap_mm`` either side of the line left out: a round blob is symmetric about its own axis,
+    whatever lies around it) on one side of the line and their mirror images on the other, best over the lines through the voxel and
+    half a voxel either side, then over the lines within a voxel (a blob's centroid is a voxel off its axis). Pairs
+    beyond the field are left out (a sagittal scan may be only 40 mm wide); 0 where fewer than a third are in view.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    d0 = max(1, int(round(gap_mm / sp)))
+    nd = max(d0 + 2, int(round(half_mm[0] / sp)))
+    wy = 2 * int(round(half_mm[1] / sp)) + 1
+    best = np.full(a.shape, -1.0, np.float32)
+    for half in (0, 1):  # the line through voxel centres x0, or between x0 and x0 + 1
+        corr = _mirror_correlation(a, d0, nd, wy, half)
+        best = np.maximum(best, corr)
+        if half:
+            best[1:] = np.maximum(best[1:], corr[:-1])
+    return ndimage.maximum_filter1d(best, 3, axis=0)
+
+
+def _mirror_correlation(a: np.ndarray, d0: int, nd: int, wy: int, half: int) -> np.ndarray:
+    """The correlation of :func:`mirror_symmetry` about the lines at x0 + ``half`` / 2: pairs (x0 - d + half, x0 + d)
+    for d = ``d0``..``nd``, summed over ``wy`` rows."""
+    X = a.shape[0]
+    sums = np.zeros((6,) + a.shape, np.float32)  # n, l, r, ll, rr, lr
+    for d in range(d0, nd + 1):
+        s, e = d - half, X - 1 - d  # the lines x0 in [s, e] have both voxels of the pair in the field
+        if e < s:
+            break
+        left, right = a[s - d + half:e - d + half + 1], a[s + d:e + d + 1]
+        for i, v in enumerate((1.0, left, right, left * left, right * right, left * right)):
+            sums[i, s:e + 1] += v
+    sums = ndimage.uniform_filter1d(sums, wy, axis=2, mode="constant") * wy
+    n, sl, sr, sll, srr, slr = sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = slr / n - sl * sr / n ** 2
+        var = (sll / n - (sl / n) ** 2) * (srr / n - (sr / n) ** 2)
+        corr = np.where((n >= (nd - d0 + 1) * wy / 3) & (var > 1e-8), cov / np.sqrt(np.maximum(var, 1e-12)), 0.0)
+    return np.clip(np.nan_to_num(corr), -1.0, 1.0).astype(np.float32)
+
+
+def symmetry_weight(sym: np.ndarray, full: float = SYM_FULL, floor: float = SYM_FLOOR) -> np.ndarray:
+    """A blob's weight from :func:`mirror_symmetry` at its centre: 1 from a correlation of ``full`` up, down to
+    ``floor`` for a window symmetric about no line through it (a fat lobule, a vessel beside the midline)."""
+    return np.clip(np.asarray(sym, np.float32) / full, floor, 1.0)
 
 
 def _bright_region(sl: np.ndarray, cx: float, cy: float, sp: float):
