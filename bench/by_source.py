@@ -287,7 +287,7 @@ def visibility_table(cases: list[dict], results: dict) -> str:
             "The same cases as the table above. CNR: |mean in the drawn veins - mean within 2 voxels around them| / SD "
             "around them, on the hybrid image (texture and anatomy count as noise). A dark vein drawn against dark "
             "tissue (a flow void beside bone on T2) or a 1-3 mm vein in a 3 mm CT voxel barely changes the image: "
-            "no method can find it, and the rows below show how much of the table that is.\n\n" + "\n".join(lines))
+            "hard for any method to find, and the rows below show how much of the table that is.\n\n" + "\n".join(lines))
 
 
 def report(args, sources, cases, results, thresholds, recs, registry) -> None:

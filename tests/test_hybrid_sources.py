@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from pipeline.io.registry import read_registry
 from pipeline.spine import find_canal
-from pipeline.synth.hybrid import generate_hybrid_from_scan, scan_canal
+from pipeline.synth.hybrid import generate_hybrid_from_scan, scan_canal, vein_visibility
 from tests.conftest import ROOT, shared
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -106,8 +106,6 @@ def test_model_picker_never_returns_a_model_that_saw_the_scan_or_its_patient(tmp
 
 
 def test_vein_visibility_is_the_veins_contrast_to_noise_against_their_surround():
-    from pipeline.synth.hybrid import vein_visibility
-
     rng = np.random.default_rng(0)
     base = rng.normal(100.0, 10.0, (40, 40, 40))
     mask = np.zeros(base.shape, bool)

@@ -17,8 +17,8 @@ Without a vertebra map (:func:`generate_hybrid_in_canal`, :func:`generate_hybrid
 from the canal centre line of stage 1 (:func:`.canal.sections_from_centreline`), the veins are kept out of the
 scan's own bone on CT (HU > 200) and within the canal's outline on MR; MR veins are then drawn bright
 (enhanced, as above), dark (flow void, 0.2-0.5x the local tissue) or intermediate, recorded in ``phantom.json``
-(``vein_polarity``), with how visible the veins came out (``vein_cnr``, :func:`vein_visibility`). Registry scans (``configs/real_scans.yaml``) are made at their own resolution (coarsest
-voxel side, 1-3 mm).
+(``vein_polarity``), with how visible the veins came out (``vein_cnr``, :func:`vein_visibility`). Registry scans
+(``configs/real_scans.yaml``) are made at their own resolution (coarsest voxel side, 1-3 mm).
 
 The real scan may hold real epidural veins of its own; they are not in the truth. On 1-3 mm clinical scans
 they are rarely resolved, but a model trained on hybrids learns that faint real veins are background.
@@ -219,11 +219,11 @@ def vein_visibility(image: np.ndarray, mask: np.ndarray, *, shell_voxels: int = 
     """
     if not mask.any():
         return float("nan")
-    shell = ndimage.binary_dilation(mask, iterations=shell_voxels) & ~mask
-    around = image[shell].astype(np.float64)
+    around = image[ndimage.binary_dilation(mask, iterations=shell_voxels) & ~mask].astype(np.float64)
     sd = float(around.std()) if around.size > 1 else 0.0
-    diff = abs(float(image[mask].astype(np.float64).mean()) - float(around.mean())) if around.size else 0.0
-    return round(diff / sd, 3) if sd > 0 else float("inf")
+    if sd == 0:
+        return float("inf")
+    return round(abs(float(image[mask].astype(np.float64).mean()) - float(around.mean())) / sd, 3)
 
 
 def _insert(image: Volume, sections: list[CanalSection], cfg: HybridConfig, vertebrae, source: str, vert_path: str):
