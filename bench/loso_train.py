@@ -11,7 +11,8 @@ Every fold starts, as the default model does, from ``models/plexus_base`` (which
 inherits the held-out patient. Runs are resumable: a fold with ``last.pt`` continues (``--resume``), a finished
 one is skipped. The label-map cache is shared with the base run (same seeds, same files).
 
-Usage: ``python bench/loso_train.py [--config configs/plexus.yaml] [--only PATIENT] [--stop-after N]``
+Usage: ``python bench/loso_train.py [--config configs/plexus.yaml] [--only PATIENT] [--stop-after N]
+[--out runs/loso] [--override KEY=VALUE ...]``
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> None:
                     help="label-map and phantom cache shared by the runs")
     ap.add_argument("--only", help="train this patient's fold only")
     ap.add_argument("--stop-after", type=int, help="steps per fold now (resume later)")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="a change to the recipe, for every fold (repeatable; as plexus train --override)")
     args = ap.parse_args()
     for group, held in folds_to_train(args.config):
         if args.only and group != args.only:
@@ -59,6 +62,8 @@ def main() -> None:
                "--override", f"data.randomised.exclude_scans=[{', '.join(held)}]",
                "--override", f"output.run_dir={run}", "--override", f"output.model_dir={run / 'model'}",
                "--override", f"output.name=plexus_loso_{group}"]
+        for o in args.override:
+            cmd += ["--override", o]
         if (run / "last.pt").exists():
             cmd.append("--resume")
         if args.stop_after:

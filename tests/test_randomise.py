@@ -26,7 +26,7 @@ from pipeline.synth.labelmaps import (
 from pipeline.synth.randomise import RANGES, RandomisationRanges, draw, randomise, render
 from pipeline.train.config import AugmentConfig, load_config
 from pipeline.train.loop import train
-from pipeline.train.randomised import RandomisedStream, label_patch
+from pipeline.train.randomised import RandomisedStream, label_patch, real_image
 from pipeline.train.scans import eligible, loso_folds, read_registry, training_scans
 from tests.conftest import ROOT
 
@@ -145,6 +145,40 @@ def test_the_stream_is_a_pure_function_of_the_index(phantom_case):
                          seed=0, length=1)
 
 
+def _with_image(case: LabelCase) -> LabelCase:
+    """``case`` with a 'real' image: 0.9 in the veins, 0.1 elsewhere (a hybrid whose veins are plain to see)."""
+    return replace(case, image=np.where(case.classes == 1, 0.9, 0.1).astype(np.float32), source="scan")
+
+
+def test_real_image_samples_take_the_hybrids_own_image(phantom_case, tmp_path):
+    real = _with_image(phantom_case)
+    back = load_label_case(save_label_case(real, tmp_path / "r.npz"))
+    assert np.allclose(back.image, real.image, atol=1e-3)
+    assert load_label_case(save_label_case(phantom_case, tmp_path / "p.npz")).image is None
+    s = RandomisedStream([real], None, probability=1.0, patch=(32, 32, 32), pos=1.0, aug=AugmentConfig(), seed=1,
+                         length=8, p_real_image=1.0)
+    for i in range(4):
+        img, lab = s[i]["image"][0].numpy(), s[i]["label"][0].numpy()
+        assert torch.equal(s[i]["image"], s[i]["image"]) and 0 <= img.min() and img.max() <= 1
+        # the hybrid's image, jittered: the veins stay far brighter than the rest (a synthesised image would not)
+        assert img[lab == 1].mean() > img[lab == 0].mean() + 0.4
+    # a map without an image (a phantom's) is always synthesised: p_real_image changes none of its samples
+    args = dict(probability=1.0, patch=(32, 32, 32), pos=0.7, aug=AugmentConfig(), seed=2, length=4)
+    a = RandomisedStream([phantom_case], None, p_real_image=1.0, **args)
+    b = RandomisedStream([phantom_case], None, p_real_image=0.0, **args)
+    assert all(torch.equal(a[i]["image"], b[i]["image"]) for i in range(3))
+    with pytest.raises(ValueError, match="p_real_image"):
+        RandomisedStream([real], None, p_real_image=1.5, **args)
+
+
+def test_real_image_jitter_is_mild_and_stays_in_range():
+    img = np.linspace(0, 1, 4096, dtype=np.float32).reshape(16, 16, 16)
+    for seed in range(20):
+        out = real_image(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+        assert np.corrcoef(out.ravel(), img.ravel())[0, 1] > 0.9
+
+
 def _registry(tmp_path) -> tuple:
     """A registry of fake scans: two of one patient, one other, one without an image."""
     vol = nib.Nifti1Image(np.zeros((8, 8, 8), np.uint8), np.eye(4))
@@ -216,3 +250,6 @@ def test_a_real_scan_gives_a_label_map_of_its_own_anatomy():
     assert classes == set(range(SCAN_CLASSES, SCAN_CLASSES + 6))
     assert (c.classes == 1).sum() > 100 and (c.classes == 2).sum() > 1000
     assert np.all((c.labels == PLEXUS) == (c.classes == 1))
+    # the hybrid's own image is kept, normalised, on the map's grid (for data.randomised.p_real_image)
+    assert c.image is not None and c.image.shape == c.labels.shape
+    assert 0 <= c.image.min() and c.image.max() <= 1 and c.image.std() > 0.05

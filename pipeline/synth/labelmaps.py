@@ -6,7 +6,9 @@ A :class:`LabelCase` is a label map on an axis-aligned RAS grid at the model's s
   CSF, cord, disc, cancellous and cortical bone, posterior elements, epidural fat, roots, enhanced vessels);
 * **real scans** (:func:`scan_label_case`): a hybrid of the scan (:mod:`.hybrid`, a synthetic plexus in its
   real canal) whose image is cut into ``n_classes`` intensity classes after a 1 mm smoothing, so the map holds
-  the scan's real anatomy (bone, muscle, organs, the table) and none of its intensities.
+  the scan's real anatomy (bone, muscle, organs, the table) and none of its intensities. The hybrid's own image
+  is kept beside it (``image``, normalised as the model's preprocessing does), for the share of samples that train
+  on a real scan's texture with the plexus drawn in (``data.randomised.p_real_image``).
 
 Label values: 1-13 phantom tissues (tissue code + 1), 20-35 intensity classes of a real scan, ``PLEXUS`` the
 veins. ``centres`` gives each label's intensity in its source's own contrast (CT window or MR percentiles, [0, 1]),
@@ -51,6 +53,9 @@ class LabelCase:
         Label -> intensity in the source's contrast, [0, 1].
     source : str
         Where the map came from: ``phantom:<seed>`` or the real scan's id (``configs/real_scans.yaml``).
+    image : (X, Y, Z) float32 array or None
+        A real scan's hybrid image in [0, 1] (CT window or MR percentiles, as the model's preprocessing), the
+        plexus drawn in; None for a phantom's map.
     """
 
     case_id: str
@@ -60,11 +65,14 @@ class LabelCase:
     spacing: tuple[float, float, float]
     centres: dict[int, float] = field(default_factory=dict)
     source: str = ""
+    image: np.ndarray | None = None
 
     def __post_init__(self):
         if not (self.labels.shape == self.fraction.shape == self.classes.shape):
             raise ValueError(f"labels, fraction, classes: shapes differ ({self.labels.shape}, {self.fraction.shape}, "
                              f"{self.classes.shape})")
+        if self.image is not None and self.image.shape != self.labels.shape:
+            raise ValueError(f"image: shape {self.image.shape} differs from the labels' {self.labels.shape}")
 
 
 def _on_model_grid(vols: list[Volume], spacing: float, orders: list[int]) -> list[np.ndarray]:
@@ -120,12 +128,8 @@ def scan_label_case(image: Volume, vertebrae: Volume, *, modality: str, seed: in
         raise ValueError(f"n_classes: expected 2 to 16, got {n_classes}")
     ph = generate_hybrid(image, vertebrae, HybridConfig(modality=modality, seed=seed, spacing=spacing))
     img, mask, frac, verts = _on_model_grid([ph.image, ph.mask, ph.fraction, ph.vertebrae], spacing, [1, 0, 1, 0])
-    img = ndimage.gaussian_filter(img.astype(np.float32), 1.0 / spacing)
-    if modality == "CT":
-        norm = np.clip((img - CT_WINDOW[0]) / (CT_WINDOW[1] - CT_WINDOW[0]), 0, 1)
-    else:
-        lo, hi = np.percentile(img, [0.5, 99.8])
-        norm = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
+    real = _normalised(img.astype(np.float32), modality)
+    norm = _normalised(ndimage.gaussian_filter(img.astype(np.float32), 1.0 / spacing), modality)
     edges = np.unique(np.percentile(norm, np.linspace(0, 100, n_classes + 1)[1:-1]))
     cls = np.digitize(norm, edges).astype(np.uint8)
     labels = (SCAN_CLASSES + cls).astype(np.uint8)
@@ -134,7 +138,16 @@ def scan_label_case(image: Volume, vertebrae: Volume, *, modality: str, seed: in
     centres[PLEXUS] = float(norm[plexus].mean()) if plexus.any() else 0.8
     labels[plexus] = PLEXUS
     classes = np.where(plexus, 1, np.where(verts > 0, 2, 0)).astype(np.uint8)
-    return LabelCase(f"{scan_id}_{seed:06d}", labels, frac.astype(np.float32), classes, (spacing,) * 3, centres, scan_id)
+    return LabelCase(f"{scan_id}_{seed:06d}", labels, frac.astype(np.float32), classes, (spacing,) * 3, centres, scan_id,
+                     real)
+
+
+def _normalised(img: np.ndarray, modality: str) -> np.ndarray:
+    """[0, 1] as the model's preprocessing makes of a scan: the CT window, or the MR's 0.5-99.8th percentiles."""
+    if modality == "CT":
+        return np.clip((img - CT_WINDOW[0]) / (CT_WINDOW[1] - CT_WINDOW[0]), 0, 1)
+    lo, hi = np.percentile(img, [0.5, 99.8])
+    return np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
 
 
 def save_label_case(case: LabelCase, path: str | Path) -> Path:
@@ -144,10 +157,11 @@ def save_label_case(case: LabelCase, path: str | Path) -> Path:
     keys = np.array(list(case.centres), np.int32)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
+            extra = {} if case.image is None else {"image": case.image.astype(np.float16)}
             np.savez_compressed(fh, labels=case.labels, fraction=case.fraction.astype(np.float16), classes=case.classes,
                                 spacing=np.asarray(case.spacing), centre_keys=keys,
                                 centre_values=np.array([case.centres[k] for k in keys], np.float64),
-                                case_id=case.case_id, source=case.source)
+                                case_id=case.case_id, source=case.source, **extra)
     return path
 
 
@@ -155,4 +169,11 @@ def load_label_case(path: str | Path) -> LabelCase:
     with np.load(path) as z:
         centres = {int(k): float(v) for k, v in zip(z["centre_keys"], z["centre_values"])}
         return LabelCase(str(z["case_id"]), z["labels"], z["fraction"].astype(np.float32), z["classes"],
-                         tuple(float(x) for x in z["spacing"]), centres, str(z["source"]))
+                         tuple(float(x) for x in z["spacing"]), centres, str(z["source"]),
+                         z["image"].astype(np.float32) if "image" in z.files else None)
+
+
+def has_image(path: str | Path) -> bool:
+    """Whether a saved label case keeps its real scan's hybrid image (caches written before it was kept do not)."""
+    with np.load(path) as z:
+        return "image" in z.files

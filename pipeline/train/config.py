@@ -71,11 +71,13 @@ class RandomisedSource(_Strict):
     from a label map, with random contrasts, resolution, artefacts and vein-like distractors.
 
     Label maps come from our phantoms and from hybrids of the real scans of ``scans`` (``configs/real_scans.yaml``;
-    those with a vertebra map), minus ``exclude_scans`` (a leave-one-scan-out fold). Paths are relative to the
-    config file.
+    those with a vertebra map), minus ``exclude_scans`` (a leave-one-scan-out fold). A sample drawn from a real
+    scan's map takes, with ``p_real_image``, the hybrid's own image (the real scan with the plexus drawn in, its
+    intensities lightly jittered) instead of a synthesised one. Paths are relative to the config file.
     """
 
     probability: float = Field(0.8, ge=0, le=1)    # share of samples synthesised (the rest: data's rendered cases)
+    p_real_image: float = Field(0.0, ge=0, le=1)   # of those drawn from a real scan's map: its hybrid image instead
     phantoms: PhantomLabels | None = PhantomLabels()
     scans: Path | None = None                      # the registry of real scans
     exclude_scans: list[str] = []

@@ -4,7 +4,9 @@ images synthesised on the fly.
 Sample ``i`` is a pure function of ``(seed, i)`` as in :class:`.data.SampleStream`: with probability
 ``data.randomised.probability`` a label-map patch (plexus-centred with ``train.pos_fraction``), flipped, rotated
 and scaled, then :func:`pipeline.synth.randomise.randomise` makes its image; otherwise the stream's rendered
-cases (phantoms, hybrids, the user's own scans) give it.
+cases (phantoms, hybrids, the user's own scans) give it. A patch of a real scan's map takes, with
+``data.randomised.p_real_image``, that hybrid's own image instead (:func:`real_image`): the real texture, noise and
+neighbours of the scan, with the plexus drawn in.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from ..core.volume import Volume, same_grid
 from ..io.formats import read_image
 from ..io.vertebrae import read_vertebrae
 from ..synth import preset_config
-from ..synth.labelmaps import LabelCase, load_label_case, phantom_label_case, save_label_case, scan_label_case
+from ..synth.labelmaps import (LabelCase, has_image, load_label_case, phantom_label_case, save_label_case,
+                               scan_label_case)
 from ..synth.randomise import RANGES, RandomisationRanges, randomise
 from .config import AugmentConfig, TrainConfig
 from .scans import randomised_scans
@@ -48,7 +51,8 @@ def label_case_files(cfg: TrainConfig, cache: Path) -> list[Path]:
         for k in range(src.per_scan):
             seed = src.seed + k
             path = cache / "labels" / f"{entry.id}_{seed:06d}.npz"
-            if not path.exists():
+            # a cache written before the hybrid image was kept is remade where the run trains on it
+            if not path.exists() or (src.p_real_image > 0 and entry.image is not None and not has_image(path)):
                 if vol is None:  # a map without its image (VerSe's mask) gets a blank one: bone and the rest
                     vmap = read_vertebrae(entry.vertebrae)
                     image = read_image(entry.image) if entry.image is not None else \
@@ -80,8 +84,9 @@ def _affine(aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
 
 
 def label_patch(case: LabelCase, patch: tuple[int, int, int], rng: np.random.Generator, *, pos: float,
-                aug: AugmentConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A random patch of a label case: (labels, fraction, classes), each of shape ``patch``."""
+                aug: AugmentConfig, with_image: bool = False) -> tuple[np.ndarray, ...]:
+    """A random patch of a label case: (labels, fraction, classes), each of shape ``patch``, and its ``image``
+    patch after them when ``with_image`` (the case must keep one)."""
     shape = np.array(case.labels.shape)
     vessels = np.flatnonzero(case.classes.ravel() == 1) if rng.random() < pos else np.empty(0, int)
     if vessels.size:
@@ -95,7 +100,19 @@ def label_patch(case: LabelCase, patch: tuple[int, int, int], rng: np.random.Gen
     labels = ndimage.affine_transform(case.labels, order=0, **args)
     fraction = ndimage.affine_transform(case.fraction, order=1, **args)
     classes = ndimage.affine_transform(case.classes, order=0, **args)
+    if with_image:
+        return labels, fraction, classes, ndimage.affine_transform(case.image, order=1, **args)
     return labels, fraction, classes
+
+
+def real_image(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A real hybrid's image patch ([0, 1]) lightly jittered: a gamma (log-normal, sd 0.2), a contrast and offset
+    change (x 0.85-1.15, +-0.05) and, one time in three, Gaussian noise (sd up to 0.03); clipped to [0, 1]."""
+    out = np.clip(img, 0, 1) ** float(np.exp(rng.normal(0, 0.2)))
+    out = out * rng.uniform(0.85, 1.15) + rng.uniform(-0.05, 0.05)
+    if rng.random() < 1 / 3:
+        out = out + rng.uniform(0, 0.03) * rng.standard_normal(out.shape)
+    return np.clip(out, 0, 1).astype(np.float32)
 
 
 class RandomisedStream(torch.utils.data.Dataset):
@@ -103,12 +120,14 @@ class RandomisedStream(torch.utils.data.Dataset):
 
     def __init__(self, cases: list[LabelCase], fallback: torch.utils.data.Dataset | None, *, probability: float,
                  patch: tuple[int, int, int], pos: float, aug: AugmentConfig, seed: int, length: int,
-                 ranges: RandomisationRanges = RANGES):
+                 ranges: RandomisationRanges = RANGES, p_real_image: float = 0.0):
         if not cases and probability > 0:
             raise ValueError("cases: randomised training needs at least one label map")
         if fallback is None and probability < 1:
             raise ValueError("probability: below 1 needs rendered cases to fall back on")
-        self.cases, self.fallback, self.p = cases, fallback, probability
+        if not 0 <= p_real_image <= 1:
+            raise ValueError(f"p_real_image: expected a probability in [0, 1], got {p_real_image}")
+        self.cases, self.fallback, self.p, self.p_real = cases, fallback, probability, p_real_image
         self.patch, self.pos, self.aug, self.seed, self.length, self.ranges = patch, pos, aug, seed, length, ranges
 
     def __len__(self) -> int:
@@ -119,13 +138,17 @@ class RandomisedStream(torch.utils.data.Dataset):
         if rng.random() >= self.p:
             return self.fallback[i]
         case = self.cases[int(rng.integers(len(self.cases)))]
-        labels, fraction, classes = label_patch(case, self.patch, rng, pos=self.pos, aug=self.aug)
-        img = randomise(labels, fraction, spacing=case.spacing, centres=case.centres, rng=rng, ranges=self.ranges)
+        if case.image is not None and rng.random() < self.p_real:  # the real scan's own look, the plexus drawn in
+            *_, classes, img = label_patch(case, self.patch, rng, pos=self.pos, aug=self.aug, with_image=True)
+            img = real_image(img, rng)
+        else:
+            labels, fraction, classes = label_patch(case, self.patch, rng, pos=self.pos, aug=self.aug)
+            img = randomise(labels, fraction, spacing=case.spacing, centres=case.centres, rng=rng, ranges=self.ranges)
         return {"image": torch.from_numpy(img)[None].float(), "label": torch.from_numpy(classes.astype(np.int64))[None]}
 
 
 def load_label_cases(files: list[Path]) -> list[LabelCase]:
     cases = [load_label_case(f) for f in files]
-    log.info("%d label maps for randomised training (%s)", len(cases),
-             ", ".join(sorted({c.source.split(':')[0] for c in cases})))
+    log.info("%d label maps for randomised training (%s; %d with their real hybrid image)", len(cases),
+             ", ".join(sorted({c.source.split(':')[0] for c in cases})), sum(c.image is not None for c in cases))
     return cases
