@@ -26,6 +26,7 @@ log = logging.getLogger("plexus")
 SPINE_FOUND = "ok"
 NO_SPINE = "no spine in view"
 MR_CANAL_RADIUS_MM = 9.0  # half the width of an adult dural sac with its epidural space
+LONG_COVERAGE, LONG_SEEN = 0.5, 4.0  # ... or half of them where the slices with a candidate add up to 4x min_length_mm
 MR_MIN_SYMMETRY = 0.45    # least median mirror symmetry about an MR canal (real canals 0.58-0.70, phantoms 0.66-0.85;
                           # a vessel or a tube in a textured field 0.27-0.43)
 
@@ -167,7 +168,10 @@ def _verdict(chain: Chain | None, grid: CoarseGrid, min_length_mm: float, min_co
         return f"no vertebral canal found: the best candidate runs over {length:.0f} mm (at least {min_length_mm:g})"
     if grid.dz > 3.0:  # thick slices fall alternately through discs and bodies: half of them may show no ring
         min_coverage = min(min_coverage, 0.45)
-    if chain.coverage < min_coverage:
+    seen = len(chain.members) * grid.dz
+    # a long column seen on half its slices (a lumbar canal on a fat-suppressed T1 merges, at every arch, with the
+    # dark pedicles and laminae around it) has more canal in view than the shortest spine
+    if chain.coverage < min_coverage and not (chain.coverage >= LONG_COVERAGE and seen >= LONG_SEEN * min_length_mm):
         return (f"no vertebral canal found: the best candidate is seen on {100 * chain.coverage:.0f} % of its "
                 f"slices (at least {100 * min_coverage:.0f} %)")
     if score < min_score:
