@@ -4,9 +4,9 @@ Sources: ``loso`` (hybrids, seeds 70000+, of every registry scan with ``hybrid: 
 whose ``training_scans`` holds no scan of that patient), ``gen2`` (phantoms of the independent generator ``bench/gen2``, seeds
 50000+) and ``ours`` (fresh seeds 800000+ of the training generator: not held out). The model runs as
 ``plexus infer`` runs it (stage 1 ``find_canal``, then ``segment_in_canal`` on the canal's crop, plexus kept within
-``--canal-margin`` of the canal), the modality given; the baseline (:mod:`frangi_baseline`) looks inside the same
-canal grown by the same margin, its threshold tuned per modality on training cases only (phantoms of seeds 1000+,
-hybrids of seeds 60000+; on ``loso`` without the hybrids of the scan under test). Scored by
+``--canal-margin`` of the canal and, on CT, not over 350 HU), the modality given; the baseline
+(:mod:`frangi_baseline`) looks inside the same kept region, its threshold tuned per modality on training cases only
+(phantoms of seeds 1000+, hybrids of seeds 60000+; on ``loso`` without the hybrids of the scan under test). Scored by
 :func:`pipeline.evaluation.evaluate.evaluate`: calibre MAE over every (level, channel) pair of the truth, a missed
 pair counting its whole true diameter. A case where stage 1 sees no spine scores an empty prediction.
 
@@ -31,7 +31,7 @@ from model_eval import CASES
 
 from pipeline.batch.case import find_spine
 from pipeline.evaluation.evaluate import evaluate
-from pipeline.inference.crop import plexus_region
+from pipeline.inference.crop import kept_region
 from pipeline.inference.model import load_model
 from pipeline.inference.segmentation import prepare_in_canal, segment_in_canal
 from pipeline.io import read_image, write_image
@@ -79,7 +79,7 @@ class Runner:
 
     def stage1(self, image, modality: str):
         canal = find_spine(image, modality)
-        region = plexus_region(canal.canal, image.spacing, self.margin) if canal.found else None
+        region = kept_region(canal.canal, image.array, image.spacing, self.margin, modality) if canal.found else None
         return canal, region
 
     def predict(self, image, modality: str, canal, folder: Path) -> np.ndarray:

@@ -74,3 +74,31 @@ def plexus_region(canal: np.ndarray, spacing, roi_mm: float) -> np.ndarray:
     out = np.zeros(inside.shape, bool)
     out[box] = dist <= roi_mm
     return out
+
+
+CT_MAX_VEIN_HU = 350.0  # an epidural vein, enhanced or not, stays below it; cortical and dense bone lie above
+
+
+def kept_region(canal: np.ndarray, image: np.ndarray, spacing, roi_mm: float, modality: str, *,
+                max_vein_hu: float = CT_MAX_VEIN_HU) -> np.ndarray:
+    """(I, J, K) bool: where plexus may be kept: within ``roi_mm`` of ``canal`` (:func:`plexus_region`) and, on CT,
+    not where the scan is brighter than ``max_vein_hu`` (the canal's bony wall: at 3 mm a voxel beside the canal is
+    mostly cortex, and no vein runs inside cortex).
+
+    Parameters
+    ----------
+    canal : (I, J, K) bool or uint8 ndarray
+    image : (I, J, K) ndarray
+        The scan on the same grid (HU on CT).
+    spacing : (3,) float
+        Voxel size, mm.
+    roi_mm : float
+    modality : {'CT', 'MR'}
+    max_vein_hu : float
+    """
+    if image.shape != np.shape(canal):
+        raise ValueError(f"image: shape {image.shape} differs from the canal's {np.shape(canal)}")
+    region = plexus_region(canal, spacing, roi_mm)
+    if modality == "CT":
+        region &= image <= max_vein_hu
+    return region

@@ -15,7 +15,7 @@ import torch
 from ..core.volume import Volume
 from ..preprocess.transform import Prepared, invert, preprocess
 from ..spine import CanalResult
-from .crop import crop_box, embed, plexus_region, sub_volume
+from .crop import crop_box, embed, kept_region, sub_volume
 from .model import ModelMetadata
 from .predictor import background_and_labels, predict
 
@@ -126,15 +126,16 @@ def segment_in_canal(vol: Volume, model: torch.nn.Module, meta: ModelMetadata | 
     """Stage 2: the network on the canal's crop (:func:`prepare_in_canal`), back on the whole input grid.
 
     The labels and the plexus probability come back voxel for voxel on ``vol``'s grid (zeros outside the crop);
-    plexus is kept only within ``roi_mm`` of the canal (:func:`.crop.plexus_region`): the internal vertebral
-    venous plexus is never outside the vertebral canal. The plexus probability is ``plexus`` (``probabilities``
+    plexus is kept only within ``roi_mm`` of the canal and, on CT, out of its bony wall (:func:`.crop.kept_region`):
+    the internal vertebral venous plexus is never outside the vertebral canal. The plexus probability is ``plexus`` (``probabilities``
     is None: a whole-spine CT's background channel would be 600 MB of what the plexus leaves).
     """
     part = sub_volume(vol, crop.box)
     seg = segment(part, model, meta, device=device, modality=crop.prepared.modality, overlap=overlap, tta=tta,
                   keep_probabilities=True, prepared=crop.prepared)
-    # plexus only near the canal: everything outside the crop is background already, so the box is enough
-    outside = ~plexus_region(crop.canal.canal[crop.box], vol.spacing, roi_mm)
+    # plexus only near the canal (and on CT not in its bony wall): everything outside the crop is background
+    # already, so the box is enough
+    outside = ~kept_region(crop.canal.canal[crop.box], part.array, vol.spacing, roi_mm, crop.prepared.modality)
     part_labels = seg.labels.array
     part_labels[(part_labels == 1) & outside] = 0
     part_prob = seg.probabilities[1]
