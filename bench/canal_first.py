@@ -140,7 +140,7 @@ def phantom_table(n: int, model_dir: Path, margin: float) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", type=int, default=8, help="held-out phantoms (default 8)")
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus_phantom")
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "plexus")
     ap.add_argument("--canal-margin", type=float, default=4.0, help="plexus kept within this of the canal (mm)")
     ap.add_argument("--no-doc", action="store_true", help="print only; do not update docs/benchmarks.md")
     args = ap.parse_args()
