@@ -336,9 +336,9 @@ def report(args, sources, cases, results, thresholds, recs, registry) -> None:
 
 Command: `{cmd}` (commit {git_rev()}; {machine()}); per-case figures in `docs/by_source.json`.
 Each cell is **model / baseline**. The model runs as `plexus infer` does (stage 1, then the network on the
-canal's crop, plexus kept within {args.canal_margin:g} mm of the canal; modality given). The baseline is Frangi
-vesselness (`bench/frangi_baseline.py`: sigmas 0.5-2.5 mm, both polarities on MR) inside the same stage-1 canal
-grown by {args.canal_margin:g} mm, thresholded per modality as tuned on training cases only (our generator's
+canal's crop, plexus kept within {args.canal_margin:g} mm of the canal and, on CT, not over 350 HU; modality given). The baseline is Frangi
+vesselness (`bench/frangi_baseline.py`: sigmas 0.5-2.5 mm, both polarities on MR) in the same kept region
+(stage 1's canal grown by {args.canal_margin:g} mm; on CT not over 350 HU), thresholded per modality as tuned on training cases only (our generator's
 seeds 1000+ and hybrids of seeds 60000+): {thr}; on the leave-one-scan-out table the threshold of scan X is tuned
 without X's hybrids ({", ".join(f"{s} {t:.4g}" for s, t in loso_thr)}). Calibre MAE is over every (level, channel)
 pair of the truth, a pair never measured counting its whole true diameter; "missed pairs" counts them. A case
