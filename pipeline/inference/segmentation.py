@@ -127,8 +127,8 @@ def segment_in_canal(vol: Volume, model: torch.nn.Module, meta: ModelMetadata | 
 
     The labels and the plexus probability come back voxel for voxel on ``vol``'s grid (zeros outside the crop);
     plexus is kept only within ``roi_mm`` of the canal and, on CT, out of its bony wall (:func:`.crop.kept_region`):
-    the internal vertebral venous plexus is never outside the vertebral canal. The plexus probability is ``plexus`` (``probabilities``
-    is None: a whole-spine CT's background channel would be 600 MB of what the plexus leaves).
+    the internal vertebral venous plexus is never outside the vertebral canal. The plexus probability is ``plexus``
+    (``probabilities`` is None: a whole-spine CT's background channel would be 600 MB of what the plexus leaves).
     """
     part = sub_volume(vol, crop.box)
     seg = segment(part, model, meta, device=device, modality=crop.prepared.modality, overlap=overlap, tta=tta,

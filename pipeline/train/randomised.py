@@ -22,8 +22,14 @@ from ..core.volume import Volume, same_grid
 from ..io.formats import read_image
 from ..io.vertebrae import read_vertebrae
 from ..synth import preset_config
-from ..synth.labelmaps import (LabelCase, has_image, load_label_case, phantom_label_case, save_label_case,
-                               scan_label_case)
+from ..synth.labelmaps import (
+    LabelCase,
+    has_image,
+    load_label_case,
+    phantom_label_case,
+    save_label_case,
+    scan_label_case,
+)
 from ..synth.randomise import RANGES, RandomisationRanges, randomise
 from .config import AugmentConfig, TrainConfig
 from .scans import randomised_scans
@@ -61,6 +67,8 @@ def label_case_files(cfg: TrainConfig, cache: Path) -> list[Path]:
                 n_classes = src.n_classes if entry.image is not None else 2
                 case = scan_label_case(vol[0], vol[1], modality=entry.modality, seed=seed, scan_id=entry.id,
                                        spacing=spacing, n_classes=n_classes)
+                if entry.image is None:  # the blank stand-in is no image to train on
+                    case.image = None
                 save_label_case(case, path)
             out.append(path)
     return out
