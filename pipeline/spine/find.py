@@ -26,7 +26,8 @@ log = logging.getLogger("plexus")
 SPINE_FOUND = "ok"
 NO_SPINE = "no spine in view"
 MR_CANAL_RADIUS_MM = 9.0  # half the width of an adult dural sac with its epidural space
-LONG_COVERAGE, LONG_SEEN = 0.5, 4.0  # ... or half of them where the slices with a candidate add up to 4x min_length_mm
+# a chain's least coverage (0.5) where its slices with a candidate add up to 4x min_length_mm
+LONG_COVERAGE, LONG_SEEN = 0.5, 4.0
 MR_MIN_SYMMETRY = 0.45    # least median mirror symmetry about an MR canal (real canals 0.58-0.70, phantoms 0.66-0.85;
                           # a vessel or a tube in a textured field 0.27-0.43)
 

@@ -107,7 +107,7 @@ def phantom_label_case(cfg: PhantomConfig, *, spacing: float = 0.8) -> LabelCase
 
 
 def scan_label_case(image: Volume, vertebrae: Volume, *, modality: str, seed: int, scan_id: str,
-                    spacing: float = 0.8, n_classes: int = 10) -> LabelCase:
+                    spacing: float = 0.8, n_classes: int = 10, keep_image: bool = True) -> LabelCase:
     """The label map of a hybrid of a real scan: its intensity classes, the synthetic plexus, its vertebrae.
 
     Parameters
@@ -123,12 +123,14 @@ def scan_label_case(image: Volume, vertebrae: Volume, *, modality: str, seed: in
         The model grid's voxel size.
     n_classes : int
         Intensity classes the (1 mm smoothed) image is cut into, at its quantiles.
+    keep_image : bool
+        Keep the hybrid's own image (``image``); False for a stand-in image (a vertebra map without its scan).
     """
     if not 2 <= n_classes <= 16:
         raise ValueError(f"n_classes: expected 2 to 16, got {n_classes}")
     ph = generate_hybrid(image, vertebrae, HybridConfig(modality=modality, seed=seed, spacing=spacing))
     img, mask, frac, verts = _on_model_grid([ph.image, ph.mask, ph.fraction, ph.vertebrae], spacing, [1, 0, 1, 0])
-    real = _normalised(img.astype(np.float32), modality)
+    real = _normalised(img.astype(np.float32), modality) if keep_image else None
     norm = _normalised(ndimage.gaussian_filter(img.astype(np.float32), 1.0 / spacing), modality)
     edges = np.unique(np.percentile(norm, np.linspace(0, 100, n_classes + 1)[1:-1]))
     cls = np.digitize(norm, edges).astype(np.uint8)
@@ -138,8 +140,8 @@ def scan_label_case(image: Volume, vertebrae: Volume, *, modality: str, seed: in
     centres[PLEXUS] = float(norm[plexus].mean()) if plexus.any() else 0.8
     labels[plexus] = PLEXUS
     classes = np.where(plexus, 1, np.where(verts > 0, 2, 0)).astype(np.uint8)
-    return LabelCase(f"{scan_id}_{seed:06d}", labels, frac.astype(np.float32), classes, (spacing,) * 3, centres, scan_id,
-                     real)
+    return LabelCase(f"{scan_id}_{seed:06d}", labels, frac.astype(np.float32), classes, (spacing,) * 3, centres,
+                     scan_id, real)
 
 
 def _normalised(img: np.ndarray, modality: str) -> np.ndarray:

@@ -66,9 +66,7 @@ def label_case_files(cfg: TrainConfig, cache: Path) -> list[Path]:
                     vol = (image, same_grid(image, vmap, "vertebra map", "image"))
                 n_classes = src.n_classes if entry.image is not None else 2
                 case = scan_label_case(vol[0], vol[1], modality=entry.modality, seed=seed, scan_id=entry.id,
-                                       spacing=spacing, n_classes=n_classes)
-                if entry.image is None:  # the blank stand-in is no image to train on
-                    case.image = None
+                                       spacing=spacing, n_classes=n_classes, keep_image=entry.image is not None)
                 save_label_case(case, path)
             out.append(path)
     return out
