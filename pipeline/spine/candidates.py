@@ -125,13 +125,16 @@ def ct_candidates(grid: CoarseGrid, *, bone_hu: float = BONE_HU, soft_max_hu: fl
         b = bone[:, :, k]
         if b.sum() * sp * sp < 100.0:  # under 1 cm^2 of bone: no vertebra in this slice
             continue
-        px = _walled_region(soft[:, :, k] & (enc[:, :, k] >= 0.5), x, y, sp)
+        px, walled_in = _walled_region(soft[:, :, k] & (enc[:, :, k] >= 0.5), x, y, sp)
         area = len(px) * sp * sp
         body = _body_in_front(dense[:, :, k], x, y, sp)
         if body < 0.3:  # a canal has its vertebral body right in front (anterior is +y in RAS)
             continue
         score = float(np.clip(0.5 * walled[x, y, k] / 0.8 + 0.5 * body, 0.0, 1.0))
-        out[k].append(Candidate(int(k), _peak_centre(walled[:, :, k], x, y), px, area, score))
+        # the centre of the soft hole itself: the peak of ``walled`` is smoothed along the height, so where the canal
+        # slopes (the lumbosacral turn, a lordosis at 3 mm slices) it leans towards the neighbouring slices' canal
+        centre = px.mean(axis=0).astype(float) if walled_in else _peak_centre(walled[:, :, k], x, y)
+        out[k].append(Candidate(int(k), centre, px, area, score))
     return out
 
 
@@ -144,8 +147,10 @@ def _peak_centre(m: np.ndarray, x: int, y: int, r: int = 2) -> np.ndarray:
     return np.array([(w * gx).sum(), (w * gy).sum()]) / max(float(w.sum()), 1e-9)
 
 
-def _walled_region(inner: np.ndarray, x: int, y: int, sp: float, *, reach_mm: float = 12.0) -> np.ndarray:
-    """(N, 2) voxels of ``inner`` connected to (x, y) within ``reach_mm``; a disc of 5 mm when there are few."""
+def _walled_region(inner: np.ndarray, x: int, y: int, sp: float, *,
+                   reach_mm: float = 12.0) -> tuple[np.ndarray, bool]:
+    """(N, 2) voxels of ``inner`` connected to (x, y) within ``reach_mm``, and True; a disc of 5 mm and False when
+    there are few."""
     r = int(np.ceil(reach_mm / sp))
     x0, y0 = max(x - r, 0), max(y - r, 0)
     win = inner[x0:x + r + 1, y0:y + r + 1].copy()
@@ -156,8 +161,8 @@ def _walled_region(inner: np.ndarray, x: int, y: int, sp: float, *, reach_mm: fl
     own = lab[x - x0, y - y0]
     region = (lab == own) if own else np.zeros_like(win)
     if region.sum() * sp * sp < 40.0:
-        region = d <= 5.0
-    return np.argwhere(region) + [x0, y0]
+        return np.argwhere(d <= 5.0) + [x0, y0], False
+    return np.argwhere(region) + [x0, y0], True
 
 
 def _body_in_front(dense: np.ndarray, x: int, y: int, sp: float) -> float:
