@@ -227,11 +227,36 @@ def test_the_shipped_registry_is_valid():
     assert {e.modality for e in entries if e.hybrid} == {"CT", "MR"}
 
 
-def test_a_training_step_runs_on_randomised_data(tmp_path):
+def test_config_ranges_change_the_generators_and_are_checked(tmp_path):
+    cfg = load_config(ROOT / "configs" / "plexus.yaml", [
+        "data.randomised.ranges={p_vein_bright: 0.4, p_vein_dark: 0.4, faint_contrast: [0.04, 0.2], extra_tubes: [1, 5]}"])
+    r = cfg.data.randomised.randomisation_ranges()
+    assert (r.p_vein_bright, r.p_vein_dark, r.faint_contrast, r.extra_tubes) == (0.4, 0.4, (0.04, 0.2), (1, 5))
+    assert r.noise_sd == RANGES.noise_sd  # the rest stay the defaults
+    assert load_config(ROOT / "configs" / "plexus.yaml").data.randomised.randomisation_ranges() == RANGES
+    for bad, word in (("{p_vein_brite: 0.4}", "p_vein_brite"), ("{p_vein_bright: 0.8, p_vein_dark: 0.4}", "exceed"),
+                      ("{vein_contrast: [0.5, 0.1]}", "vein_contrast")):
+        with pytest.raises(InputError, match=word):
+            load_config(ROOT / "configs" / "plexus.yaml", [f"data.randomised.ranges={bad}"])
+
+
+def test_a_training_step_runs_on_randomised_data(tmp_path, monkeypatch):
+    import pipeline.train.loop as loop
+
+    seen = []
+
+    class Spy(RandomisedStream):
+        def __init__(self, *a, **kw):
+            seen.append(kw["ranges"])
+            super().__init__(*a, **kw)
+
+    monkeypatch.setattr(loop, "RandomisedStream", Spy)
     cfg = load_config(ROOT / "configs" / "smoke.yaml", [
         f"output.run_dir={tmp_path / 'run'}", f"output.model_dir={tmp_path / 'model'}", "train.iterations=3",
-        "train.val_every=3", "data.randomised={probability: 1.0, phantoms: {count: 1, presets: [lumbar-ct], seed: 77}}"])
+        "train.val_every=3", "data.randomised={probability: 1.0, phantoms: {count: 1, presets: [lumbar-ct], seed: 77}, "
+        "ranges: {p_vein_dark: 0.35}}"])
     result = train(cfg)
+    assert [r.p_vein_dark for r in seen] == [0.35]  # the config's ranges reach the generator
     assert result["step"] == 3 and np.isfinite(result["val_dice"])
     assert (tmp_path / "run" / "cache" / "labels" / "phantom_000077.npz").exists()
     meta = json.loads((tmp_path / "model" / "metadata.json").read_text())

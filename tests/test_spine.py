@@ -169,7 +169,9 @@ def test_canal_is_the_same_in_every_storage_order(phantoms):
         # the centreline follows the phantom's own canal axis (u = v = 0 of its spine frame)
         u, v, _ = phantoms[k].axis.to_straight(r.centreline)
         off = np.hypot(u, v)
-        assert np.median(off) <= 3.0 and np.percentile(off, 95) <= 6.0, k  # a strongly curved canal: 2-5 mm
+        # a strongly curved canal: 0.7 mm median, 2.5 mm 95th percentile (2.2 / 3.9 mm while the centre was the peak
+        # of the height-smoothed enclosure, which leaned towards the neighbouring slices' canal)
+        assert np.median(off) <= 1.5 and np.percentile(off, 95) <= 3.0, k
 
 
 @pytest.mark.parametrize("name", ["RAS", "PIR", "thoracic"])

@@ -23,6 +23,7 @@ from pydantic import (
 from ..core.errors import InputError
 from ..inference.model import ModelConfig
 from ..preprocess.transform import PreprocessConfig
+from ..synth.randomise import RandomisationRanges
 
 
 class _Strict(BaseModel):
@@ -84,6 +85,23 @@ class RandomisedSource(_Strict):
     per_scan: int = Field(3, ge=1)                 # hybrids (plexus draws) per real scan
     seed: int = 7000
     n_classes: int = Field(10, ge=2, le=16)        # intensity classes a real scan's image is cut into
+    # changes to the generator's ranges (pipeline.synth.randomise.RandomisationRanges), e.g. {p_vein_dark: 0.4}
+    ranges: dict[str, int | float | tuple[int, int] | tuple[float, float]] = {}
+
+    @field_validator("ranges")
+    @classmethod
+    def _ranges(cls, v: dict) -> dict:
+        """Checked by RandomisationRanges itself (one definition of the generator's ranges)."""
+        known = {f.name for f in dataclasses.fields(RandomisationRanges)}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        RandomisationRanges(**v)  # a range out of order or probabilities over 1: its ValueError names the field
+        return v
+
+    def randomisation_ranges(self) -> RandomisationRanges:
+        """The generator's ranges: the defaults with ``ranges`` changed."""
+        return RandomisationRanges(**self.ranges)
 
 
 class DataConfig(_Strict):

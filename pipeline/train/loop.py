@@ -186,7 +186,7 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
         stream = RandomisedStream(load_label_cases(label_case_files(cfg, run / "cache")), stream,
                                   probability=rs.probability, patch=cfg.train.patch_size, pos=cfg.train.pos_fraction,
                                   aug=cfg.augment, seed=cfg.train.seed, length=cfg.train.iterations * B,
-                                  p_real_image=rs.p_real_image)
+                                  ranges=rs.randomisation_ranges(), p_real_image=rs.p_real_image)
     subset = torch.utils.data.Subset(stream, rank_sample_indices(state["step"], cfg.train.iterations, B, info))
     loader = torch.utils.data.DataLoader(subset, batch_size=B // info.world, shuffle=False,
                                          num_workers=cfg.train.num_workers, persistent_workers=False,
