@@ -40,6 +40,26 @@ def test_canal_found_where_the_phantom_put_it(host):
         assert (sec.body_centre - sec.centre) @ sec.anterior > v.canal_ap / 2      # the body lies in front
 
 
+def test_a_vertebra_cut_to_a_fragment_by_the_field_is_left_out(host):
+    """The tip of a spinous process at the scan's edge is no vertebra: its canal would lie behind the spine."""
+    vmap = host.vertebrae.array.copy()
+    top = host.verts[0].verse_id
+    own = np.argwhere(vmap == top)
+    back = (own @ host.vertebrae.affine[:3, :3].T)[:, 1]            # RAS y: the most posterior 5 % stay
+    vmap[tuple(own[back > np.percentile(back, 5)].T)] = 0
+    assert 20 <= (vmap == top).sum() < 0.2 * (host.vertebrae.array == host.verts[1].verse_id).sum()
+    secs = find_canal(vmap, affine=host.vertebrae.affine)
+    assert [s.name for s in secs] == [v.name for v in host.verts[1:]]
+    for sec, v in zip(secs, host.verts[1:]):
+        u, vv, _ = host.axis.to_straight(sec.centre[None])
+        assert abs(u[0]) < 1.0 and abs(vv[0]) < 2.0, (sec.name, u, vv)
+        assert sec.found_by == "ring" and sec.canal_width == pytest.approx(v.canal_width, rel=0.12)
+    kept = find_canal(vmap, affine=host.vertebrae.affine, min_fraction=0.0)      # the old rule took the fragment
+    assert kept[0].name == host.verts[0].name
+    with pytest.raises(ValueError, match="min_fraction"):
+        find_canal(vmap, affine=host.vertebrae.affine, min_fraction=1.0)
+
+
 def test_canal_needs_two_vertebrae(host):
     one = np.where(host.vertebrae.array == host.verts[0].verse_id, host.verts[0].verse_id, 0)
     with pytest.raises(ValueError, match="at least two vertebrae"):
@@ -146,12 +166,17 @@ def test_real_canal_matches_the_labelled_spinal_canal():
 
 
 def test_real_ct_hybrid_covers_every_level():
-    """TotalSegmentator lumbar CT (3 mm): resampled to 1 mm, every vertebra T11-S1 gets all four channels."""
+    """TotalSegmentator lumbar CT (3 mm): resampled to 1 mm, every vertebra T12-S1 gets all four channels.
+
+    The map's T11 is a 76-voxel fragment at the scan's top edge (a spinous process tip): it is left out, and the
+    canal stays in the spine, where a canal placed from the fragment lay 28 mm behind T12's."""
     img = read_image(shared("totalsegmentator/example_ct.nii.gz"))
     vert = read_vertebrae(shared("totalsegmentator/spine_report/totalseg.nii.gz"))
     ph = generate_hybrid(img, vert, HybridConfig(modality="CT", seed=1))
     assert np.allclose(ph.image.spacing, 1.0)
-    assert [v.name for v in ph.verts] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert [v.name for v in ph.verts] == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    centres = np.array([c["centre_ras"] for c in ph.info["canal"]])
+    assert np.all(np.abs(np.diff(centres[:, 1])) < 20.0)       # no section jumps out of the column
     levels = {r[0] for r in ph.truth_calibre}
     assert {"T12", "L1", "L2", "L3", "L4", "L5"} <= levels
     assert sum(c["found_by"].startswith("ring") for c in ph.info["canal"]) >= 6     # closed ring in the map

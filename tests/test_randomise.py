@@ -16,9 +16,11 @@ from pipeline.core.errors import InputError
 from pipeline.synth import preset_config
 from pipeline.synth.labelmaps import (
     CSF_LABEL,
+    LABEL_MAP_VERSION,
     PLEXUS,
     SCAN_CLASSES,
     LabelCase,
+    is_current,
     load_label_case,
     phantom_label_case,
     save_label_case,
@@ -118,6 +120,19 @@ def test_phantom_label_maps_hold_the_tissues_the_plexus_and_the_bone(phantom_cas
     assert (c.classes == 2).sum() > 1000 and np.mean(c.fraction[c.classes == 1] >= 0.4) > 0.95
     back = load_label_case(save_label_case(c, tmp_path / "c.npz"))
     assert np.array_equal(back.labels, c.labels) and back.centres == c.centres and back.case_id == c.case_id
+
+
+def test_a_label_map_cache_of_an_older_version_is_remade(phantom_case, tmp_path):
+    """A training cache written before a label-map fix (no version, or another one) is not reused."""
+    path = save_label_case(phantom_case, tmp_path / "c.npz")
+    assert is_current(path) and not is_current(path, with_image=True)     # a phantom's map keeps no image
+    assert not is_current(tmp_path / "absent.npz")
+    with np.load(path) as z:
+        old = {k: z[k] for k in z.files if k != "version"}
+    np.savez_compressed(tmp_path / "v1.npz", **old)                        # as written before versions
+    np.savez_compressed(tmp_path / "v9.npz", **old, version=LABEL_MAP_VERSION + 7)
+    assert not is_current(tmp_path / "v1.npz") and not is_current(tmp_path / "v9.npz")
+    assert load_label_case(tmp_path / "v1.npz").case_id == phantom_case.case_id     # still readable
 
 
 def test_label_patches_keep_labels_and_classes_together(phantom_case):

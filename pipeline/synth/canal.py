@@ -67,7 +67,8 @@ def _world(ijk: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
-def find_canal(vertebrae: np.ndarray, *, affine: np.ndarray, min_voxels: int = 20) -> list[CanalSection]:
+def find_canal(vertebrae: np.ndarray, *, affine: np.ndarray, min_voxels: int = 20,
+               min_fraction: float = 0.2) -> list[CanalSection]:
     """The canal at every vertebra of a VerSe-convention vertebra map, cranial to caudal.
 
     Parameters
@@ -78,6 +79,10 @@ def find_canal(vertebrae: np.ndarray, *, affine: np.ndarray, min_voxels: int = 2
         Voxel index -> RAS mm.
     min_voxels : int
         Vertebrae with fewer voxels (clipped by the field of view) are left out.
+    min_fraction : float
+        So are vertebrae with fewer voxels than this share of the median vertebra's: a fragment the field of view
+        cut off (the tip of a spinous process at the scan's edge) has neither the vertebra's centroid nor its
+        ring, and a canal placed from it lies outside the real one.
 
     Returns
     -------
@@ -89,7 +94,10 @@ def find_canal(vertebrae: np.ndarray, *, affine: np.ndarray, min_voxels: int = 2
         raise ValueError(f"vertebrae: expected a 3-D map, got shape {vertebrae.shape}")
     ids = [int(i) for i in np.unique(vertebrae) if i > 0 and level_name(int(i)) != "NA"]
     counts = np.bincount(vertebrae.ravel().astype(np.int64))[ids] if ids else []
-    ids = sorted((i for i, n in zip(ids, counts) if n >= min_voxels), key=lambda i: level_rank(level_name(i)))
+    if not 0.0 <= min_fraction < 1.0:
+        raise ValueError(f"min_fraction: expected a share in [0, 1), got {min_fraction}")
+    floor = max(min_voxels, min_fraction * float(np.median(counts))) if ids else min_voxels
+    ids = sorted((i for i, n in zip(ids, counts) if n >= floor), key=lambda i: level_rank(level_name(i)))
     if len(ids) < 2:
         raise ValueError(f"vertebrae: need at least two vertebrae to find the canal, found {len(ids)}")
     cents = np.array([_world(np.array(c), affine) for c in ndimage.center_of_mass(vertebrae > 0, vertebrae, ids)])

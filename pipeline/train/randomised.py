@@ -24,7 +24,7 @@ from ..io.vertebrae import read_vertebrae
 from ..synth import preset_config
 from ..synth.labelmaps import (
     LabelCase,
-    has_image,
+    is_current,
     load_label_case,
     phantom_label_case,
     save_label_case,
@@ -48,7 +48,7 @@ def label_case_files(cfg: TrainConfig, cache: Path) -> list[Path]:
         for k in range(src.phantoms.count):
             seed = src.phantoms.seed + k
             path = cache / "labels" / f"phantom_{seed:06d}.npz"
-            if not path.exists():
+            if not is_current(path):
                 preset = src.phantoms.presets[k % len(src.phantoms.presets)]
                 save_label_case(phantom_label_case(preset_config(preset, seed=seed), spacing=spacing), path)
             out.append(path)
@@ -57,8 +57,9 @@ def label_case_files(cfg: TrainConfig, cache: Path) -> list[Path]:
         for k in range(src.per_scan):
             seed = src.seed + k
             path = cache / "labels" / f"{entry.id}_{seed:06d}.npz"
-            # a cache written before the hybrid image was kept is remade where the run trains on it
-            if not path.exists() or (src.p_real_image > 0 and entry.image is not None and not has_image(path)):
+            # a cache of an older label-map version, or written before the hybrid image was kept where the run
+            # trains on it, is remade
+            if not is_current(path, with_image=src.p_real_image > 0 and entry.image is not None):
                 if vol is None:  # a map without its image (VerSe's mask) gets a blank one: bone and the rest
                     vmap = read_vertebrae(entry.vertebrae)
                     image = read_image(entry.image) if entry.image is not None else \
