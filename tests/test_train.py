@@ -127,7 +127,7 @@ def test_warm_start_from_a_model_folder(tmp_path):
     train(cfg)                      # the finished model names its warm start without this machine's path
     net = json.loads((tmp_path / "stage2_model" / "metadata.json").read_text())["network"]
     first = json.loads((tmp_path / "stage1_model" / "metadata.json").read_text())
-    assert net["init_from"] == "../stage1_model" and net["init_from_sha256"] == first["weights"]["sha256"]
+    assert net["init_from"] == "stage1_model" and net["init_from_sha256"] == first["weights"]["sha256"]
     load_model(tmp_path / "stage2_model")
     with pytest.raises(InputError, match="not a model folder"):
         train(_cfg(tmp_path, "stage3", f"model.init_from={tmp_path}"), stop_after=0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -36,7 +35,7 @@ def write_model_folder(folder: str | Path, checkpoint: dict, cfg: TrainConfig, *
         "outputs": {"classes": {str(k): v for k, v in cfg.classes.items()}, "activation": "softmax"},
         "preprocess": dict(cfg.preprocess),
         "network": {"framework": "monai", **cfg.model.model_dump(mode="json"), "out_channels": len(cfg.classes),
-                    **_warm_start(cfg, folder)},
+                    **_warm_start(cfg)},
         "inference": {"patch_size": list(cfg.train.patch_size), "overlap": cfg.train.sw_overlap, "blend": "gaussian",
                       "tta": cfg.train.tta},
         "training": {"steps": state["step"], "best_validation": state["best_metrics"], "config": config_text},
@@ -50,18 +49,18 @@ def write_model_folder(folder: str | Path, checkpoint: dict, cfg: TrainConfig, *
     return folder
 
 
-def _warm_start(cfg: TrainConfig, folder: Path) -> dict:
-    """The warm-start model as a path relative to the written folder (no machine's own path in a shipped file)
-    with the SHA-256 of its weights."""
+def _warm_start(cfg: TrainConfig) -> dict:
+    """The warm-start model by its folder's name (no machine's own path in a shipped file; the training config
+    stored beside it gives the path as written) with the SHA-256 of its weights."""
     start = cfg.model.init_from
     if start is None:
         return {}
-    start = Path(start).resolve()
+    start = Path(start)
     try:
         digest = json.loads((start / "metadata.json").read_text())["weights"]["sha256"]
     except (OSError, KeyError, ValueError):
         digest = None
-    return {"init_from": Path(os.path.relpath(start, folder.resolve())).as_posix(), "init_from_sha256": digest}
+    return {"init_from": start.name, "init_from_sha256": digest}
 
 
 def _card(meta: dict) -> str:
