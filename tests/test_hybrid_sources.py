@@ -132,3 +132,39 @@ def test_visibility_table_puts_every_case_in_one_visibility_row():
     assert "| 1 | b | 0.50 | 0.400 / 0.100 |" in rows["faint (0.3 <= CNR < 1)"]
     assert "| 2 | a, b | 0.08 | 0.100 / 0.100 |" in rows["invisible (CNR < 0.3)"]
     assert "| 2 | b |" in rows["CT (venous phase)"] and "0.300 / 0.100" in rows["CT (venous phase)"]
+
+
+def _channel_offsets(ph, entry) -> np.ndarray:
+    """mm from each point of the hybrid's four longitudinal channels to the scan's canal reference label (cord,
+    CSF or canal), over the reference's own height less 3 mm at each end."""
+    from scipy.spatial import cKDTree
+
+    from pipeline.io import read_image
+    from pipeline.synth.vessels import CHANNELS
+
+    lab = read_image(entry.canal_ref.path)
+    ref = np.argwhere(np.isin(lab.array, entry.canal_ref.ids)) @ lab.affine[:3, :3].T + lab.affine[:3, 3]
+    lo, hi = ref[:, 2].min() + 3.0, ref[:, 2].max() - 3.0
+    pts = np.concatenate([t.points for t in ph.tubes if t.kind in CHANNELS])
+    pts = pts[(pts[:, 2] > lo) & (pts[:, 2] < hi)]
+    return cKDTree(ref).query(pts)[0]
+
+
+@pytest.mark.parametrize("scan_id", ["totalseg_ct", "totalseg_ct_sm", "dicom_ct", "tptbox_t2"])
+def test_hybrid_channels_stay_beside_the_scans_canal_reference(registry, scan_id, monkeypatch):
+    """A hybrid's channels run in the real canal: within a canal's radius of the scan's own labelled cord / CSF.
+
+    It catches a canal placed from a vertebra the field of view cut to a fragment (TotalSegmentator CT's T11 put
+    the top of the plexus 28 mm behind the spine): the old rule (``min_fraction=0``) fails it."""
+    entry = registry[scan_id]
+    shared(str(entry.image.relative_to(ROOT.parent / "shared" / "data")))
+    d = _channel_offsets(generate_hybrid_from_scan(scan_canal(entry), 70000), entry)
+    assert len(d) > 100 and np.percentile(d, 95) < 5.0, (scan_id, np.percentile(d, [50, 95, 100]))
+    if scan_id == "totalseg_ct":
+        import pipeline.synth.canal as canal_mod
+
+        old = canal_mod.find_canal
+        monkeypatch.setattr("pipeline.synth.hybrid.find_canal",
+                            lambda v, affine: old(v, affine=affine, min_fraction=0.0))
+        d_old = _channel_offsets(generate_hybrid_from_scan(scan_canal(entry), 70000), entry)
+        assert np.percentile(d_old, 95) > 8.0
