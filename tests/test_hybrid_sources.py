@@ -9,10 +9,14 @@ import sys
 import numpy as np
 import pytest
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
+from pipeline.io import read_image
 from pipeline.io.registry import read_registry
 from pipeline.spine import find_canal
+from pipeline.synth import canal as canal_sections
 from pipeline.synth.hybrid import generate_hybrid_from_scan, scan_canal, vein_visibility
+from pipeline.synth.vessels import CHANNELS
 from tests.conftest import ROOT, shared
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -137,11 +141,6 @@ def test_visibility_table_puts_every_case_in_one_visibility_row():
 def _channel_offsets(ph, entry) -> np.ndarray:
     """mm from each point of the hybrid's four longitudinal channels to the scan's canal reference label (cord,
     CSF or canal), over the reference's own height less 3 mm at each end."""
-    from scipy.spatial import cKDTree
-
-    from pipeline.io import read_image
-    from pipeline.synth.vessels import CHANNELS
-
     lab = read_image(entry.canal_ref.path)
     ref = np.argwhere(np.isin(lab.array, entry.canal_ref.ids)) @ lab.affine[:3, :3].T + lab.affine[:3, 3]
     lo, hi = ref[:, 2].min() + 3.0, ref[:, 2].max() - 3.0
@@ -161,9 +160,7 @@ def test_hybrid_channels_stay_beside_the_scans_canal_reference(registry, scan_id
     d = _channel_offsets(generate_hybrid_from_scan(scan_canal(entry), 70000), entry)
     assert len(d) > 100 and np.percentile(d, 95) < 5.0, (scan_id, np.percentile(d, [50, 95, 100]))
     if scan_id == "totalseg_ct":
-        import pipeline.synth.canal as canal_mod
-
-        old = canal_mod.find_canal
+        old = canal_sections.find_canal
         monkeypatch.setattr("pipeline.synth.hybrid.find_canal",
                             lambda v, affine: old(v, affine=affine, min_fraction=0.0))
         d_old = _channel_offsets(generate_hybrid_from_scan(scan_canal(entry), 70000), entry)

@@ -92,10 +92,10 @@ def find_canal(vertebrae: np.ndarray, *, affine: np.ndarray, min_voxels: int = 2
     """
     if vertebrae.ndim != 3:
         raise ValueError(f"vertebrae: expected a 3-D map, got shape {vertebrae.shape}")
-    ids = [int(i) for i in np.unique(vertebrae) if i > 0 and level_name(int(i)) != "NA"]
-    counts = np.bincount(vertebrae.ravel().astype(np.int64))[ids] if ids else []
     if not 0.0 <= min_fraction < 1.0:
         raise ValueError(f"min_fraction: expected a share in [0, 1), got {min_fraction}")
+    ids = [int(i) for i in np.unique(vertebrae) if i > 0 and level_name(int(i)) != "NA"]
+    counts = np.bincount(vertebrae.ravel().astype(np.int64))[ids] if ids else []
     floor = max(min_voxels, min_fraction * float(np.median(counts))) if ids else min_voxels
     ids = sorted((i for i, n in zip(ids, counts) if n >= floor), key=lambda i: level_rank(level_name(i)))
     if len(ids) < 2:

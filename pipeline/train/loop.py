@@ -162,15 +162,17 @@ def _train(cfg: TrainConfig, info: DistInfo, device: torch.device, resume: bool,
     cached = [preprocess_case(c, cfg) for c in _progress(train_cases, "preprocessing", main)]
     val = [(c, preprocess_case(c, cfg)) for c in val_cases[: cfg.train.val_cases][info.rank::info.world]]
     model = build_network(cfg.model).to(device)
+    # the warm start's checksum, kept in the run's state for the model folder (a resumed run has it from last.pt)
+    state = {"step": 0, "best": -1.0, "best_metrics": {}, "init_from_sha256": None}
     if cfg.model.init_from is not None and not (resume and (run / "last.pt").exists()):
-        start, _ = load_model(cfg.model.init_from)   # checksum and architecture checked
+        start, start_meta = load_model(cfg.model.init_from)   # checksum and architecture checked
         model.load_state_dict(start.state_dict())
+        state["init_from_sha256"] = start_meta.weights.sha256
         log.info("initialised from %s", cfg.model.init_from)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
     autocast, scaler = _autocast(device, cfg.train.amp)
     loss_fn = _loss(cfg, device)
-    state = {"step": 0, "best": -1.0, "best_metrics": {}}
     if resume and (run / "last.pt").exists():
         state = _load(run / "last.pt", model, opt, sched, scaler, device)
         log.info("resumed from step %d", state["step"])

@@ -35,7 +35,7 @@ def write_model_folder(folder: str | Path, checkpoint: dict, cfg: TrainConfig, *
         "outputs": {"classes": {str(k): v for k, v in cfg.classes.items()}, "activation": "softmax"},
         "preprocess": dict(cfg.preprocess),
         "network": {"framework": "monai", **cfg.model.model_dump(mode="json"), "out_channels": len(cfg.classes),
-                    **_warm_start(cfg)},
+                    **_warm_start(cfg, state)},
         "inference": {"patch_size": list(cfg.train.patch_size), "overlap": cfg.train.sw_overlap, "blend": "gaussian",
                       "tta": cfg.train.tta},
         "training": {"steps": state["step"], "best_validation": state["best_metrics"], "config": config_text},
@@ -49,18 +49,12 @@ def write_model_folder(folder: str | Path, checkpoint: dict, cfg: TrainConfig, *
     return folder
 
 
-def _warm_start(cfg: TrainConfig) -> dict:
+def _warm_start(cfg: TrainConfig, state: dict) -> dict:
     """The warm-start model by its folder's name (no machine's own path in a shipped file; the training config
-    stored beside it gives the path as written) with the SHA-256 of its weights."""
-    start = cfg.model.init_from
-    if start is None:
+    stored beside it gives the path as written) and the SHA-256 of the weights the run started from."""
+    if cfg.model.init_from is None:
         return {}
-    start = Path(start)
-    try:
-        digest = json.loads((start / "metadata.json").read_text())["weights"]["sha256"]
-    except (OSError, KeyError, ValueError):
-        digest = None
-    return {"init_from": start.name, "init_from_sha256": digest}
+    return {"init_from": Path(cfg.model.init_from).name, "init_from_sha256": state.get("init_from_sha256")}
 
 
 def _card(meta: dict) -> str:
